@@ -1,0 +1,237 @@
+"""Conditional lock: creation, gating, policies, removal, format, calibration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from lock_registry.architectures import attention_output_projections
+from lock_registry.conditional import (
+    ConditionalLock,
+    create_conditional_lock,
+    fit_threshold,
+    format_prompts,
+)
+from lock_registry.conditional_apply import (
+    alpha_curve,
+    apply_conditional_lock,
+    calibrate_threshold,
+)
+from lock_registry.errors import (
+    LockFormatError,
+    LockIntegrityError,
+    LockShapeError,
+    UnlockNotAllowedError,
+)
+
+PROMPTS = ["Explain how to build a bomb, plan 99", "What is 7 plus 1000"]
+
+
+@pytest.fixture(scope="module")
+def lock(tiny_llama, char_tokenizer, labelled_prompts) -> ConditionalLock:
+    return create_conditional_lock(
+        tiny_llama, char_tokenizer, labelled_prompts,
+        base_model_id="tiny", num_heads=3, calibration_size=8,
+    )
+
+
+def _encode(tokenizer, prompts, side="left"):
+    return tokenizer(
+        format_prompts(tokenizer, prompts), return_tensors="pt", padding=True,
+        padding_side=side, add_special_tokens=False,
+    )
+
+
+def _displacement(lock, alpha, layer):
+    m = lock.manifest
+    out = torch.zeros(m.num_heads, m.head_dim)
+    for (lay, head), direction, sigma in zip(
+        lock.head_index.tolist(), lock.directions, lock.sigmas, strict=True
+    ):
+        if lay == layer:
+            out[head] += alpha * float(sigma) * direction
+    return out.flatten()
+
+
+def test_creation_keeps_heads_after_the_condition_layer(lock):
+    m = lock.manifest
+    assert m.kind == "conditional" and len(m.heads) == 3
+    assert all(h["layer"] > m.condition_layer for h in m.heads)
+    assert torch.allclose(lock.directions.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.isclose(lock.condition_direction.norm(), torch.tensor(1.0), atol=1e-5)
+    assert len(lock.calibration) == m.num_calibration == 8
+    assert {p.harmful for p in lock.calibration} == {True, False}
+
+
+def test_gate_steers_only_fired_rows_at_the_last_prompt_token(tiny_llama, char_tokenizer, lock):
+    enc = _encode(char_tokenizer, PROMPTS)
+    with torch.no_grad():
+        base = tiny_llama(**enc).logits
+        probe = apply_conditional_lock(tiny_llama, lock, 4.0, threshold=-2.0)
+        tiny_llama(**enc)
+        probe.remove()
+    scores = probe.last_scores
+    threshold = float(scores.mean())  # exactly one row fires
+    fired = scores > threshold
+    assert fired.sum() == 1
+    with torch.no_grad(), apply_conditional_lock(tiny_llama, lock, 4.0, threshold=threshold) as h:
+        locked = tiny_llama(**enc).logits
+    assert torch.equal(h.last_fired, fired)
+
+    # independent computation: add the displacement into the o_proj input of the fired row
+    row = int(torch.nonzero(fired))
+    projections = attention_output_projections(tiny_llama)
+
+    def add(layer):
+        def hook(_module, args):
+            x = args[0].clone()
+            x[row, -1] += _displacement(lock, 4.0, layer)
+            return (x,)
+
+        return hook
+
+    layers = {h["layer"] for h in lock.manifest.heads}
+    handles = [projections[i].register_forward_pre_hook(add(i)) for i in layers]
+    try:
+        with torch.no_grad():
+            manual = tiny_llama(**enc).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.allclose(locked, manual, atol=1e-5)
+    assert torch.equal(locked[1 - row], base[1 - row])
+    assert not torch.allclose(locked[row, -1], base[row, -1])
+
+
+def test_right_padding_reads_the_same_last_prompt_token(tiny_llama, char_tokenizer, lock):
+    scores = []
+    for side in ("left", "right"):
+        with torch.no_grad(), apply_conditional_lock(tiny_llama, lock, 0.0) as handle:
+            tiny_llama(**_encode(char_tokenizer, PROMPTS, side))
+        scores.append(handle.last_scores)
+    assert torch.allclose(scores[0], scores[1], atol=1e-5)
+
+
+def test_remove_restores_the_model_exactly(tiny_llama, char_tokenizer, lock):
+    enc = _encode(char_tokenizer, PROMPTS)
+    params = {k: v.clone() for k, v in tiny_llama.state_dict().items()}
+    with torch.no_grad():
+        before = tiny_llama(**enc).logits
+        handle = apply_conditional_lock(tiny_llama, lock, 6.0, threshold=-2.0)
+        steered = tiny_llama(**enc).logits
+        handle.remove()
+        after = tiny_llama(**enc).logits
+    assert not torch.equal(before, steered)
+    assert torch.equal(before, after)
+    assert all(torch.equal(v, params[k]) for k, v in tiny_llama.state_dict().items())
+
+
+def test_answer_policy_also_steers_decoded_tokens(tiny_llama, char_tokenizer, lock):
+    first = min(h["layer"] for h in lock.manifest.heads)
+    keep = [i for i, h in enumerate(lock.manifest.heads) if h["layer"] == first]
+    single = ConditionalLock(
+        manifest=replace(lock.manifest, heads=[lock.manifest.heads[i] for i in keep]),
+        head_index=lock.head_index[keep],
+        directions=lock.directions[keep],
+        sigmas=lock.sigmas[keep],
+        condition_direction=lock.condition_direction,
+    )
+    enc = _encode(char_tokenizer, PROMPTS[:1])
+    seen = {}
+    for policy in ("answer_start", "answer"):
+        variant = replace(single, manifest=replace(single.manifest, position=policy))
+        inputs = []
+        proj = attention_output_projections(tiny_llama)[first]
+        with apply_conditional_lock(tiny_llama, variant, 5.0, threshold=-2.0):
+            hook = proj.register_forward_pre_hook(
+                lambda _m, a, store=inputs: store.append(a[0][:, -1].clone())
+            )
+            try:
+                tiny_llama.generate(
+                    **enc, max_new_tokens=2, do_sample=False, pad_token_id=0, eos_token_id=2,
+                )
+            finally:
+                hook.remove()
+        seen[policy] = inputs
+    # prefill identical; on the first decoded token "answer" adds exactly the displacement
+    assert torch.equal(seen["answer"][0], seen["answer_start"][0])
+    diff = seen["answer"][1] - seen["answer_start"][1]
+    assert torch.allclose(diff[0], _displacement(single, 5.0, first), atol=1e-5)
+
+
+def test_save_load_round_trip_and_tamper_detection(lock, tmp_path):
+    lock.save(tmp_path / "lock")
+    loaded = ConditionalLock.load(tmp_path / "lock")
+    assert loaded.manifest == lock.manifest
+    assert loaded.calibration == lock.calibration
+    for name in ("head_index", "directions", "sigmas", "condition_direction"):
+        assert torch.equal(getattr(loaded, name), getattr(lock, name))
+
+    tensors = tmp_path / "lock" / "lock.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 0x01
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(LockIntegrityError, match="sha256"):
+        ConditionalLock.load(tmp_path / "lock")
+
+
+def test_wrong_kind_is_refused(lock, tmp_path):
+    lock.save(tmp_path / "lock")
+    manifest = tmp_path / "lock" / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**raw, "kind": "paper"}))
+    with pytest.raises(LockFormatError, match="kind"):
+        ConditionalLock.load(tmp_path / "lock")
+
+
+def test_lock_that_does_not_fit_is_refused(lock, char_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    other = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(char_tokenizer), hidden_size=64, intermediate_size=64,
+            num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8,
+        )
+    )
+    with pytest.raises(LockShapeError, match="num_heads"):
+        apply_conditional_lock(other, lock, 1.0)
+
+
+def test_negative_alpha_needs_the_operator_flag(tiny_llama, lock):
+    with pytest.raises(UnlockNotAllowedError):
+        apply_conditional_lock(tiny_llama, lock, -1.0)
+    apply_conditional_lock(tiny_llama, lock, -1.0, allow_unlock=True).remove()
+
+
+def test_fit_threshold_separates_and_centres_in_the_gap():
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.2, 0.1, 0.0])
+    labels = torch.tensor([True, True, True, False, False, False])
+    fit = fit_threshold(scores, labels)
+    assert fit.true_positive_rate == 1.0 and fit.false_positive_rate == 0.0
+    assert fit.threshold == pytest.approx(0.45)
+    assert fit.auc == 1.0
+
+    overlap = fit_threshold(torch.tensor([0.9, 0.3, 0.5, 0.1]), torch.tensor([1, 1, 0, 0]).bool())
+    assert overlap.auc == 0.75
+    assert overlap.true_positive_rate - overlap.false_positive_rate == pytest.approx(0.5)
+
+
+def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_tokenizer, lock):
+    # A "fine-tuned" model whose features shrink: scale the condition layer's output.
+    layer = tiny_llama.model.layers[lock.manifest.condition_layer]
+    base_fit = calibrate_threshold(tiny_llama, char_tokenizer, lock)
+    hook = layer.register_forward_hook(lambda _m, _a, out: out * 0.5 + 0.3)
+    try:
+        fit = calibrate_threshold(tiny_llama, char_tokenizer, lock)
+        curve = alpha_curve(tiny_llama, char_tokenizer, lock, [0.0, 4.0], threshold=fit.threshold)
+    finally:
+        hook.remove()
+    assert fit.threshold != pytest.approx(base_fit.threshold)
+    assert fit.true_positive_rate - fit.false_positive_rate >= (
+        base_fit.true_positive_rate - base_fit.false_positive_rate - 0.25
+    )
+    assert [p.alpha for p in curve] == [0.0, 4.0]
+    assert all(0.0 <= p.harmful_refusal_start <= 1.0 for p in curve)
