@@ -1,0 +1,99 @@
+"""train_sft: LoRA and full runs change the weights, report progress, cancel and resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from service.training import TrainConfig, TrainingCancelled, records_to_prompt_completion, train_sft
+
+RECORDS = [
+    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                  {"role": "assistant", "content": str(a + b)}]}
+    for a in range(4) for b in range(4)
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with the demo tokenizer: fast enough to train in seconds."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from service.demo_world.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_base")
+    texts = [m["content"] for r in RECORDS for m in r["messages"]]
+    tok = train_tokenizer(texts * 10, vocab_size=300)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _weights(d: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(d / "model.safetensors"))
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_train_changes_weights_and_reports_progress(tiny_base, tmp_path, method):
+    seen = []
+    cfg = TrainConfig(method=method, max_steps=4, batch_size=4, learning_rate=1e-2)
+    result = train_sft(tiny_base, RECORDS, tmp_path / "out", cfg,
+                       eval_records=RECORDS[:4], on_progress=seen.append)
+    assert result.steps == 4 and result.method == method
+    assert [p.step for p in seen] == [1, 2, 3, 4] and seen[-1].total_steps == 4
+    assert all(p.loss is not None and math.isfinite(p.loss) for p in seen)
+    assert seen[-1].eta_seconds == 0
+    assert result.eval_loss is not None and math.isfinite(result.eval_loss)
+    before, after = _weights(tiny_base), _weights(result.model_dir)
+    assert set(after) == set(before)  # LoRA merged: a plain model, no adapter keys
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any("q_proj" in k for k in changed)
+    if method == "lora":  # LoRA never touches the embeddings or norms
+        assert not any("embed" in k or "norm" in k for k in changed)
+    assert not (result.model_dir / "checkpoints").exists()
+    assert AutoTokenizer.from_pretrained(result.model_dir).chat_template
+
+
+def test_cancel_stops_after_the_step_and_can_resume(tiny_base, tmp_path):
+    out = tmp_path / "out"
+    cfg = TrainConfig(method="full", max_steps=6, batch_size=4, save_steps=100)
+    steps = []
+    with pytest.raises(TrainingCancelled) as info:
+        train_sft(tiny_base, RECORDS, out, cfg, on_progress=lambda p: steps.append(p.step),
+                  should_cancel=lambda: len(steps) >= 2)
+    assert info.value.step == 2
+    assert not (out / "model.safetensors").exists()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()  # saved on cancel for resuming
+    resumed = []
+    result = train_sft(tiny_base, RECORDS, out, cfg, resume_from=out / "checkpoints",
+                       on_progress=lambda p: resumed.append(p.step))
+    assert resumed == [3, 4, 5, 6] and result.steps == 6
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"text": "hi"}, "needs 'messages'"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "at least two"),
+    ({"messages": [{"role": "bot", "content": "a"}, {"role": "assistant", "content": "b"}]}, "role"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "last message"),
+    ({"messages": [{"role": "user", "content": 1}, {"role": "assistant", "content": "b"}]}, "content"),
+])
+def test_bad_records_are_named(record, problem):
+    with pytest.raises(ValueError, match=problem):
+        records_to_prompt_completion([RECORDS[0], record])
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="qlora")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(learning_rate=0)
