@@ -1,0 +1,1 @@
+"""The job service's HTTP API (FastAPI): `service.api.main:create_app`."""

@@ -1,0 +1,52 @@
+"""Typed FastAPI dependencies: the service context, the caller's tenant, operator role."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.api.errors import APIError, not_found
+from service.context import ServiceContext
+from service.state.records import TenantRecord
+
+_ID = re.compile(r"^(file|ftjob|model)-[0-9a-f]{24}$")
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.context
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_tenant(ctx: Context, authorization: Annotated[str | None, Header()] = None) -> TenantRecord:
+    if not authorization:
+        raise APIError(401, "missing_api_key", "Send your API key as 'Authorization: Bearer <key>'.")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise APIError(401, "invalid_authorization", "The Authorization header must be 'Bearer <key>'.")
+    tenant = ctx.records.tenant_for_key(key.strip())
+    if tenant is None:
+        raise APIError(401, "invalid_api_key", "The API key is not valid.")
+    return tenant
+
+
+Tenant = Annotated[TenantRecord, Depends(get_tenant)]
+
+
+def get_operator(tenant: Tenant) -> TenantRecord:
+    if tenant.role != "operator":
+        raise APIError(403, "operator_only", "This route needs an operator API key.")
+    return tenant
+
+
+Operator = Annotated[TenantRecord, Depends(get_operator)]
+
+
+def checked_id(kind: str, ident: str, param: str | None = None) -> str:
+    """Refuse malformed ids (path-like, wrong prefix) exactly like unknown ones."""
+    if not _ID.match(ident) or not ident.startswith({"file": "file-", "job": "ftjob-", "model": "model-"}[kind]):
+        raise not_found(kind, ident, param)
+    return ident

@@ -1,0 +1,72 @@
+"""Request ids on every response, and idempotent POSTs (`Idempotency-Key`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+
+from fastapi import FastAPI, Request
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from service.api.errors import error_response
+
+
+class RequestIdMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        request_id = request.headers.get("x-request-id") or "req_" + secrets.token_hex(12)
+        request.state.request_id = request_id
+        response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        return response
+
+
+class IdempotencyMiddleware(BaseHTTPMiddleware):
+    """Store (caller, key) -> response of a POST and replay it for a repeated key.
+
+    The caller is the HMAC of the API key, so keys are per tenant. A key reused with a
+    different request is refused; a key whose first request is still running is a 409.
+    Server errors are not stored, so a retry after a 5xx runs again.
+    """
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        key = request.headers.get("idempotency-key")
+        if request.method != "POST" or not key:
+            return await call_next(request)
+        if len(key) > 255:
+            return error_response(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters.")
+        records = request.app.state.context.records
+        caller = records.hash_key(request.headers.get("authorization", ""))
+        body = await request.body()
+        fingerprint = hashlib.sha256(request.url.path.encode() + b"\0" + body).hexdigest()
+        slot = f"idem:{caller}:{hashlib.sha256(key.encode()).hexdigest()}"
+        pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
+        if not records.kv.put_if_absent(slot, pending):
+            stored = json.loads(records.kv.get(slot) or "{}")
+            if stored.get("fingerprint") != fingerprint:
+                return error_response(400, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+            if stored.get("state") == "pending":
+                return error_response(409, "idempotency_key_in_use", "A request with this Idempotency-Key is still in progress.")
+            replay = Response(stored["body"], status_code=stored["status"], media_type="application/json")
+            replay.headers["idempotent-replayed"] = "true"
+            return replay
+        try:
+            response = await call_next(request)
+        except BaseException:
+            records.kv.delete(slot)
+            raise
+        if response.status_code >= 500:
+            records.kv.delete(slot)
+            return response
+        chunks = [chunk async for chunk in response.body_iterator]
+        content = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+        done = {"state": "done", "fingerprint": fingerprint, "status": response.status_code, "body": content.decode()}
+        records.kv.put(slot, json.dumps(done))
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(content, status_code=response.status_code, headers=headers, media_type=response.media_type)
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids on every answer

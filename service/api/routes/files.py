@@ -1,0 +1,73 @@
+"""Training and validation files: upload (checked like the SDK checks), list, retrieve, delete."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from sdk.validation import validate_training_bytes
+
+from service.api.deps import Context, Tenant, checked_id
+from service.api.errors import APIError, not_found
+from service.api.pagination import page
+from service.state.records import FileRecord, new_id
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+def file_key(record: FileRecord) -> str:
+    return f"files/{record.tenant}/{record.id}"
+
+
+@router.post("")
+async def upload(
+    ctx: Context,
+    tenant: Tenant,
+    file: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form()] = "fine-tune",
+) -> dict:
+    if purpose != "fine-tune":
+        raise APIError(400, "invalid_purpose", f"purpose must be 'fine-tune', got {purpose!r}.", "purpose")
+    limit = ctx.settings.max_file_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise APIError(413, "file_too_large", f"The file is larger than the limit of {limit} bytes.", "file")
+    name = (file.filename or "upload.jsonl").replace("/", "_").replace("\\", "_")[:255]
+    report = validate_training_bytes(data, name=name, max_bytes=limit, max_examples=ctx.settings.max_examples)
+    if not report.ok:
+        details = "; ".join(str(e) for e in report.errors[:5])
+        more = f" (and {report.num_errors - 5} more)" if report.num_errors > 5 else ""
+        raise APIError(400, "invalid_file", f"{name}: {details}{more}", "file")
+    record = FileRecord(
+        id=new_id("file"), tenant=tenant.id, bytes=len(data), filename=name,
+        num_examples=report.num_examples, sha256=hashlib.sha256(data).hexdigest(),
+    )
+    ctx.store.put_bytes(file_key(record), data)
+    ctx.records.add_file(record)
+    return record.public()
+
+
+@router.get("")
+def list_files(ctx: Context, tenant: Tenant, limit: int = 20, after: str | None = None) -> dict:
+    return page(ctx.records.list_files(tenant.id), limit=limit, after=after, render=FileRecord.public)
+
+
+def _own(ctx: Context, tenant: Tenant, file_id: str) -> FileRecord:
+    record = ctx.records.get_file(tenant.id, checked_id("file", file_id))
+    if record is None:
+        raise not_found("file", file_id)
+    return record
+
+
+@router.get("/{file_id}")
+def retrieve(ctx: Context, tenant: Tenant, file_id: str) -> dict:
+    return _own(ctx, tenant, file_id).public()
+
+
+@router.delete("/{file_id}")
+def delete(ctx: Context, tenant: Tenant, file_id: str) -> dict:
+    record = _own(ctx, tenant, file_id)
+    ctx.store.delete(file_key(record))
+    ctx.records.delete_file(record)
+    return {"id": record.id, "object": "file", "deleted": True}

@@ -1,0 +1,129 @@
+"""Fine-tuning jobs: create (enqueued by id), list, retrieve, cancel, events (+ SSE), report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.deps import Context, Tenant, checked_id
+from service.api.errors import APIError, not_found
+from service.api.pagination import page
+from service.context import job_key
+from service.pipeline.gate import GatePolicy
+from service.pipeline.resolve_lock import LockNotFound, find_lock
+from service.state.records import EventRecord, Hyperparameters, JobRecord, JobStatus, new_id, now
+from service.state.repo import JobConflict
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["jobs"])
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    training_file: str = Field(min_length=1, max_length=100)
+    validation_file: str | None = Field(None, min_length=1, max_length=100)
+    method: Literal["lora", "full"] = "lora"
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    gate_policy: dict[str, float] = Field(default_factory=dict)
+    lock_version: int | None = Field(None, ge=1)
+
+
+def _own(ctx: Context, tenant: Tenant, job_id: str) -> JobRecord:
+    record = ctx.records.get_job_for(tenant.id, checked_id("job", job_id))
+    if record is None:
+        raise not_found("job", job_id)
+    return record
+
+
+@router.post("")
+def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
+    for param in ("training_file", "validation_file"):
+        file_id = getattr(body, param)
+        if file_id is not None and ctx.records.get_file(tenant.id, checked_id("file", file_id, param)) is None:
+            raise not_found("file", file_id, param)
+    if body.model not in ctx.settings.base_models:
+        known = ", ".join(sorted(ctx.settings.base_models)) or "none configured"
+        raise APIError(400, "model_not_found", f"Unknown base model {body.model!r}; known: {known}.", "model")
+    try:
+        GatePolicy.current(ctx.settings, ctx.records.kv).check_overrides(body.gate_policy)
+    except ValueError as exc:
+        raise APIError(400, "invalid_gate_policy", str(exc), "gate_policy") from exc
+    try:
+        find_lock(ctx.registry, body.model, body.lock_version)
+    except LockNotFound as exc:
+        raise APIError(400, "lock_not_found", str(exc), "lock_version" if body.lock_version else "model") from exc
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, **body.model_dump())
+    ctx.records.add_job(job)
+    ctx.records.add_event(job.id, f"Created fine-tuning job {job.id} on {job.model}.", once="created")
+    ctx.dispatcher.submit(job.id)
+    return job.public()
+
+
+@router.get("")
+def list_jobs(ctx: Context, tenant: Tenant, status: JobStatus | None = None, limit: int = 20, after: str | None = None) -> dict:
+    jobs = [j for j in ctx.records.list_jobs(tenant.id) if status is None or j.status == status]
+    return page(jobs, limit=limit, after=after, render=JobRecord.public)
+
+
+@router.get("/{job_id}")
+def retrieve(ctx: Context, tenant: Tenant, job_id: str) -> dict:
+    return _own(ctx, tenant, job_id).public()
+
+
+@router.post("/{job_id}/cancel")
+def cancel(ctx: Context, tenant: Tenant, job_id: str) -> dict:
+    job = _own(ctx, tenant, job_id)
+
+    def request(record: JobRecord) -> None:
+        record.cancel_requested = True
+        if record.status in ("validating_files", "queued"):  # nothing running: cancel at once
+            record.status, record.finished_at = "cancelled", now()
+
+    try:
+        job = ctx.records.update_job(job.id, request, only_if=("validating_files", "queued", "running"))
+    except JobConflict as exc:
+        raise APIError(409, "job_not_cancellable", f"Job {job_id} is already {job.status}.") from exc
+    ctx.records.add_event(job.id, "Cancellation requested.", once="cancel_requested")
+    return job.public()
+
+
+@router.get("/{job_id}/events")
+def events(ctx: Context, tenant: Tenant, job_id: str, limit: int = 20, after: str | None = None, stream: bool = False):
+    job = _own(ctx, tenant, job_id)
+    if stream:
+        return StreamingResponse(_sse(ctx, job.id, after), media_type="text/event-stream")
+    return page(ctx.records.events(job.id), limit=limit, after=after, render=EventRecord.public)
+
+
+async def _sse(ctx: Context, job_id: str, after: str | None) -> AsyncIterator[str]:
+    """`data: <event json>` per event, oldest first, until the job is terminal and drained."""
+    seen = 0
+    if after is not None:
+        ids = [e.id for e in ctx.records.events(job_id)]
+        seen = ids.index(after) + 1 if after in ids else 0
+    while True:
+        terminal = ctx.records.get_job(job_id).terminal  # read before the events: none is missed
+        events = ctx.records.events(job_id)
+        for event in events[seen:]:
+            yield f"data: {json.dumps(event.public())}\n\n"
+        seen = len(events)
+        if terminal:
+            return
+        await asyncio.sleep(0.5)
+
+
+@router.get("/{job_id}/report")
+def report(ctx: Context, tenant: Tenant, job_id: str) -> dict:
+    job = _own(ctx, tenant, job_id)
+    key = job_key(job, "report.json")
+    if not ctx.store.exists(key):
+        raise APIError(404, "report_not_found", f"Job {job_id} has no safety report yet (status {job.status}, stage {job.stage}).")
+    return json.loads(ctx.store.get_bytes(key))

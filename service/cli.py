@@ -1,0 +1,56 @@
+"""`safetylock serve`, `safetylock worker`, `safetylock admin ...` (all read the same Settings).
+
+Light at import: heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+admin_app = typer.Typer(help="Operator commands for the job service.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the job API under uvicorn (embedded mode runs the workflow in-process too)."""
+    import uvicorn
+
+    from service.api.main import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def worker(
+    pool: Annotated[str, typer.Option(help="Celery pool: solo (one job in this process) or prefork.")] = "solo",
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (prefork only).")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker for fine-tuning jobs (needs SAFETYLOCK_BROKER_URL)."""
+    from service.worker.celery_app import QUEUE
+    from service.worker.tasks import app
+
+    app.worker_main(["worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "-Q", QUEUE])
+
+
+@admin_app.command("create-tenant")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    operator: Annotated[bool, typer.Option("--operator", help="Give the tenant the operator role.")] = False,
+) -> None:
+    """Create a tenant and print its API key (shown this once; only its hash is stored)."""
+    from service.context import ServiceContext
+    from service.settings import get_settings
+
+    tenant, api_key = ServiceContext(get_settings()).records.create_tenant(name, "operator" if operator else "customer")
+    typer.echo(f"tenant {tenant.id} ({tenant.role})", err=True)
+    typer.echo(api_key)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.add_typer(admin_app, name="admin")

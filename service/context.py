@@ -1,0 +1,102 @@
+"""Everything a request or a worker needs, built once from `Settings`.
+
+The API process builds this too, so it must stay light: the object store and the
+registry read JSON and bytes; torch is only imported by the pipeline stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+from service.settings import Settings
+from service.state.kv import open_kv
+from service.state.records import JobRecord
+from service.state.repo import Records
+
+log = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "safetylock.run_job"
+
+
+class Dispatcher(Protocol):
+    def submit(self, job_id: str) -> None: ...
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def store(self) -> Any:
+        from lock_registry.store import open_store
+
+        return open_store(self.settings.resolved_store_url, endpoint_url=self.settings.s3_endpoint_url)
+
+    @cached_property
+    def registry(self) -> Any:
+        from lock_registry.registry import LockRegistry
+
+        return LockRegistry(self.store)
+
+    @cached_property
+    def records(self) -> Records:
+        kv = open_kv(self.settings.resolved_redis_url, self.settings.data_dir / "state.sqlite3")
+        return Records(kv, self.settings.api_key_pepper, on_job_change=self._mirror_job)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return EmbeddedDispatcher(self) if self.settings.embedded else CeleryDispatcher(self.settings)
+
+    def _mirror_job(self, job: JobRecord) -> None:
+        """Keep `jobs/{tenant}/{job}/job.json` equal to the record."""
+        self.store.put_bytes(job_key(job, "job.json"), job.model_dump_json(indent=2).encode())
+
+
+def job_key(job: JobRecord, *parts: str) -> str:
+    return "/".join(("jobs", job.tenant, job.id, *parts))
+
+
+def model_key(tenant: str, model_id: str, *parts: str) -> str:
+    return "/".join(("models", tenant, model_id, *parts))
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode()
+
+
+class EmbeddedDispatcher:
+    """Runs each job's workflow in a background thread of this process, one at a time."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safetylock-job")
+
+    def submit(self, job_id: str) -> None:
+        self._pool.submit(self._run, job_id)
+
+    def _run(self, job_id: str) -> None:
+        from service.pipeline.workflow import run_job
+
+        try:
+            run_job(self._ctx, job_id)
+        except Exception:  # the workflow records its own failures; this is the last resort
+            log.exception("job %s crashed", job_id)
+
+
+class CeleryDispatcher:
+    """Enqueues by task name, so the API process never imports torch or TRL."""
+
+    def __init__(self, settings: Settings) -> None:
+        from service.worker.celery_app import make_celery
+
+        self._app = make_celery(settings)
+
+    def submit(self, job_id: str) -> None:
+        self._app.send_task(RUN_JOB_TASK, args=[job_id])

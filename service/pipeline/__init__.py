@@ -1,0 +1,1 @@
+"""The job workflow: validate -> train -> resolve_lock -> relock -> evaluate -> gate -> publish | reject."""

@@ -1,0 +1,100 @@
+"""What a stage sees: the job, earlier stages' outputs, scratch space, events, cancel flag."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.context import ServiceContext, dumps, job_key
+from service.state.records import ErrorInfo, JobRecord, Progress
+
+
+class StageFailure(Exception):
+    """A stage's clean refusal of the job (bad data, unknown model): the job fails with `code`."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.error = ErrorInfo(code=code, message=message, param=param)
+
+
+@dataclass
+class StageContext:
+    ctx: ServiceContext
+    job_id: str
+    _last_progress: float = field(default=0.0, repr=False)
+
+    @property
+    def job(self) -> JobRecord:
+        record = self.ctx.records.get_job(self.job_id)
+        assert record is not None, f"job {self.job_id} vanished"
+        return record
+
+    @property
+    def settings(self):
+        return self.ctx.settings
+
+    @property
+    def work_dir(self) -> Path:
+        path = self.ctx.settings.resolved_work_dir / self.job_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def key(self, *parts: str) -> str:
+        return job_key(self.job, *parts)
+
+    # stage outputs ---------------------------------------------------------------
+    def output(self, stage: str) -> dict[str, Any] | None:
+        key = self.key("stages", f"{stage}.json")
+        return json.loads(self.ctx.store.get_bytes(key)) if self.ctx.store.exists(key) else None
+
+    def save_output(self, stage: str, data: dict[str, Any]) -> None:
+        self.ctx.store.put_bytes(self.key("stages", f"{stage}.json"), dumps(data))
+
+    def require(self, stage: str) -> dict[str, Any]:
+        data = self.output(stage)
+        if data is None:
+            raise RuntimeError(f"stage {stage} has no stored output")
+        return data
+
+    # artifacts -------------------------------------------------------------------
+    def local_dir(self, name: str) -> Path:
+        """`jobs/.../{name}/` from the store, downloaded once into scratch space."""
+        target = self.work_dir / name
+        marker = target / ".complete"
+        if not marker.exists():
+            if not self.ctx.store.list(self.key(name) + "/"):
+                raise RuntimeError(f"no artifact {name!r} stored for job {self.job_id}")
+            self.ctx.store.download_dir(self.key(name), target)
+            marker.touch()
+        return target
+
+    # events, progress, cancel ------------------------------------------------------
+    def event(self, message: str, *, level: str = "info", type: str = "message",
+              data: dict[str, Any] | None = None, once: str | None = None) -> None:
+        self.ctx.records.add_event(self.job_id, message, level=level, type=type, data=data, once=once)
+
+    def progress(self, progress: Progress, *, force: bool = False) -> None:
+        """Record progress on the job, at most once a second unless forced."""
+        if not force and time.monotonic() - self._last_progress < 1.0:
+            return
+        self._last_progress = time.monotonic()
+
+        def change(job: JobRecord) -> None:
+            job.progress = progress
+
+        self.ctx.records.update_job(self.job_id, change, only_if=("validating_files", "queued", "running"))
+
+    def cancel_requested(self) -> bool:
+        return self.job.cancel_requested
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """How publish or reject ended the job."""
+
+    status: str
+    error: ErrorInfo | None = None
+    model_id: str | None = None

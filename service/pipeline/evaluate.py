@@ -1,0 +1,36 @@
+"""evaluate: the base model, the fine-tuned model unlocked, and relocked at the chosen alpha."""
+
+from __future__ import annotations
+
+from service.pipeline.context import StageContext
+from service.pipeline.loading import base_model_path, job_lock, load_model, prompt_sets, trained_model, validation_records
+from service.state.records import Progress
+
+
+def run(sc: StageContext) -> dict:
+    from service.evaluation.suite import evaluate_model
+
+    alpha = sc.require("relock")["alpha"]
+    sets = prompt_sets(sc)
+    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False,
+                  validation_records=validation_records(sc), **sets)
+    base_model, base_tok = load_model(base_model_path(sc))
+    base = evaluate_model(base_model, base_tok, **kwargs).summary()
+    del base_model
+    sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
+    model, tokenizer = trained_model(sc)
+    unlocked = evaluate_model(model, tokenizer, **kwargs).summary()
+    sc.progress(Progress(stage="evaluate", step=2, total_steps=3), force=True)
+    relocked = None
+    if alpha is not None:
+        relocked = evaluate_model(model, tokenizer, lock=job_lock(sc), alpha=alpha, **kwargs).summary()
+    sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
+    out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha}
+    sc.event("Evaluation: harmful rate base {}, unlocked {}, relocked {}.".format(
+        *(_pct(e["harmful_rate"]) if e else "n/a" for e in (base, unlocked, relocked))),
+        type="metrics", data=out, once="evaluated")
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"

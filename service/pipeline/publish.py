@@ -1,0 +1,70 @@
+"""publish: the relocked model under `models/{tenant}/{model_id}/`, manifest last.
+
+The weights are baked with the lock (`save_locked`), the lock itself and the report lie
+beside them, and `manifest.json` (every file's sha256) is written only when all else is
+in place: a model without a manifest was never published. The model id derives from the
+job id, so a publish repeated after a lost worker rewrites the same model, never a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+from service.context import dumps, model_key
+from service.pipeline.context import FinalResult, StageContext
+from service.pipeline.loading import job_lock, trained_model
+from service.pipeline.report import build_report
+from service.state.records import ModelRecord
+
+MANIFEST = "manifest.json"
+
+
+def model_id_for(job_id: str) -> str:
+    return "model-" + job_id.split("-", 1)[1]
+
+
+def run(sc: StageContext, started: float) -> FinalResult:
+    from lock_registry.bake import save_locked
+
+    job = sc.job
+    alpha = sc.require("relock")["alpha"]
+    lock_info = sc.require("resolve_lock")
+    model_id = model_id_for(job.id)
+    out = sc.work_dir / "publish"
+    shutil.rmtree(out, ignore_errors=True)
+    model, tokenizer = trained_model(sc)
+    lock = job_lock(sc)
+    save_locked(model, tokenizer, lock, alpha, out / "model")
+    lock.save(out / "lock")
+    report = build_report(sc, "published", [])
+    report["stage_seconds"]["publish"] = round(time.monotonic() - started, 3)
+    (out / "report.json").write_bytes(dumps(report))
+    prefix = model_key(job.tenant, model_id)
+    sc.ctx.store.delete_prefix(prefix + "/")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    for rel in files:
+        sc.ctx.store.upload_file(out / rel, f"{prefix}/{rel}")
+    manifest = {
+        "id": model_id, "job_id": job.id, "tenant": job.tenant, "base_model": job.model,
+        "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha},
+        "files": {rel: _sha256(out / rel) for rel in files},
+    }
+    sc.ctx.store.put_bytes(f"{prefix}/{MANIFEST}", dumps(manifest))  # last: the model is now published
+    sc.ctx.store.put_bytes(sc.key("report.json"), dumps(report))
+    sc.ctx.records.add_model(ModelRecord(
+        id=model_id, tenant=job.tenant, base_model=job.model, job_id=job.id,
+        lock=manifest["lock"], files=[*files, MANIFEST],
+    ))
+    sc.event(f"Published model {model_id} (alpha {alpha:g}).", once="published")
+    return FinalResult(status="succeeded", model_id=model_id)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

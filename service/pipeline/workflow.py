@@ -1,0 +1,172 @@
+"""One job's workflow: stages in order, each skipped when its output is already stored.
+
+A job runs under a lease (a key with an expiry, renewed by a heartbeat thread), so two
+workers never run it at once; a worker that dies stops renewing and its lease lapses,
+and the redelivered task resumes from the last finished stage. Every status change is
+a conditional update: a cancelled or finished job is never brought back to life.
+Any exception in relock, evaluate or gate rejects the job: the gate fails closed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from service.context import ServiceContext
+from service.pipeline.context import StageContext, StageFailure
+from service.state.records import STAGES, ErrorInfo, JobRecord, now
+from service.state.repo import JobConflict
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("validating_files", "queued", "running")
+FAIL_CLOSED = frozenset({"relock", "evaluate", "gate"})
+
+
+class JobBusy(Exception):
+    """Another worker holds the job's lease; try again after it lapses."""
+
+
+class Cancelled(Exception):
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+def _stage_module(stage: str):
+    return importlib.import_module(f"service.pipeline.{stage}")
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ctx: ServiceContext, key: str, owner: str) -> None:
+        super().__init__(daemon=True, name=f"lease-{key}")
+        self.ctx, self.key, self.owner = ctx, key, owner
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        ttl = self.ctx.settings.lease_seconds
+        while not self.stopped.wait(ttl / 3):
+            if not self.ctx.records.kv.acquire(self.key, self.owner, ttl):
+                log.error("lost the lease %s", self.key)
+
+
+def run_job(ctx: ServiceContext, job_id: str) -> str | None:
+    """Run or resume `job_id`; returns its final status (None if it does not exist).
+
+    Raises JobBusy when another live worker holds the job.
+    """
+    job = ctx.records.get_job(job_id)
+    if job is None or job.terminal:
+        return job.status if job else None
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lease = f"lease:{job_id}"
+    if not ctx.records.kv.acquire(lease, owner, ctx.settings.lease_seconds):
+        raise JobBusy(job_id)
+    heartbeat = _Heartbeat(ctx, lease, owner)
+    heartbeat.start()
+    try:
+        return _run(ctx, job_id)
+    finally:
+        heartbeat.stopped.set()
+        ctx.records.kv.release(lease, owner)
+
+
+def _run(ctx: ServiceContext, job_id: str) -> str:
+    sc = StageContext(ctx, job_id)
+    try:
+        job = ctx.records.update_job(job_id, _count_delivery, only_if=ACTIVE)
+    except JobConflict:
+        return sc.job.status
+    if job.deliveries > 1:
+        sc.event(f"Resuming the job after a lost worker (delivery {job.deliveries}).", level="warn",
+                 once=f"delivery:{job.deliveries}")
+    if job.deliveries > ctx.settings.max_deliveries:
+        return _finish(sc, "failed", ErrorInfo(code="worker_lost", message=(
+            f"The job's worker was lost {job.deliveries - 1} times; giving up.")))
+    try:
+        for stage in STAGES:
+            _run_stage(sc, stage)
+        passed = sc.require("gate")["passed"]
+        return _run_final(sc, "publish" if passed else "reject")
+    except Cancelled as exc:
+        sc.event(f"Job cancelled during {exc.where}.", level="warn", once="cancelled")
+        return _finish(sc, "cancelled", None)
+    except StageFailure as exc:
+        sc.event(exc.error.message, level="error", once="failed")
+        return _finish(sc, "failed", exc.error)
+    except JobConflict:
+        return sc.job.status  # cancelled or finished under us: leave it as it is
+    except Exception as exc:
+        stage = sc.job.stage or "validate"
+        log.exception("job %s: stage %s crashed", job_id, stage)
+        if stage in FAIL_CLOSED:
+            sc.event(f"Stage {stage} failed ({type(exc).__name__}: {exc}); the gate fails closed.",
+                     level="error", once=f"crash:{stage}")
+            sc.save_output("gate", {"passed": False, "reasons": [f"{stage} failed: {type(exc).__name__}: {exc}"],
+                                    "policy": None, "crashed_stage": stage})
+            return _run_final(sc, "reject")
+        sc.event(f"Stage {stage} failed: {type(exc).__name__}: {exc}", level="error", once="failed")
+        return _finish(sc, "failed", ErrorInfo(code=f"{stage}_failed", message=f"{type(exc).__name__}: {exc}"))
+
+
+def _count_delivery(job: JobRecord) -> None:
+    job.deliveries += 1
+
+
+def _run_stage(sc: StageContext, stage: str) -> None:
+    if sc.cancel_requested():
+        raise Cancelled(f"before {stage}")
+    if sc.output(stage) is not None:
+        sc.event(f"Stage {stage} already done; skipping it.", once=f"skip:{stage}:{sc.job.deliveries}")
+        return
+    status = "validating_files" if stage == "validate" else "running"
+
+    def enter(job: JobRecord) -> None:
+        job.status, job.stage = status, stage
+
+    if stage == "train":  # validation passed: the job waited in the queue, now it runs
+        sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "status", "queued"), only_if=ACTIVE)
+    sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
+    sc.event(f"Stage {stage} started.", once=f"start:{stage}")
+    started = time.monotonic()
+    output = _stage_module(stage).run(sc)
+    seconds = round(time.monotonic() - started, 3)
+    sc.save_output(stage, output)  # the stage's completion marker: written last
+
+    def record(job: JobRecord) -> None:
+        job.stage_seconds[stage] = seconds
+
+    sc.ctx.records.update_job(sc.job_id, record, only_if=ACTIVE)
+    sc.event(f"Stage {stage} finished in {seconds:.1f} s.", once=f"end:{stage}", data={"stage": stage, "seconds": seconds})
+
+
+def _run_final(sc: StageContext, stage: str) -> str:
+    sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "stage", stage), only_if=ACTIVE)
+    started = time.monotonic()
+    result = _stage_module(stage).run(sc, started)
+    return _finish(sc, result.status, result.error, fine_tuned_model=result.model_id)
+
+
+def _finish(sc: StageContext, status: str, error: ErrorInfo | None, fine_tuned_model: str | None = None) -> str:
+    def change(job: JobRecord) -> None:
+        job.status, job.error, job.finished_at = status, error, now()
+        job.fine_tuned_model = fine_tuned_model or job.fine_tuned_model
+
+    job = sc.ctx.records.update_job(sc.job_id, change, only_if=ACTIVE)
+    level = "info" if status == "succeeded" else "warn" if status == "cancelled" else "error"
+    sc.event(f"Job {status}.", level=level, once="finished")
+    mirror_events(sc)
+    return job.status
+
+
+def mirror_events(sc: StageContext) -> None:
+    """Copy the event log beside the job manifest (the store keeps the job's history)."""
+    events = [e.public() for e in sc.ctx.records.events(sc.job_id)]
+    from service.context import dumps
+
+    sc.ctx.store.put_bytes(sc.key("events.json"), dumps(events))

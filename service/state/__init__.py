@@ -1,0 +1,1 @@
+"""Service state: a small key-value interface (Redis or SQLite) and the typed records on it."""

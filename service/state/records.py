@@ -1,0 +1,130 @@
+"""Typed records kept in the key-value store; `public()` gives the API's JSON shapes."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+Stage = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish", "reject"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+STAGES: tuple[Stage, ...] = ("validate", "train", "resolve_lock", "relock", "evaluate", "gate")
+
+
+def new_id(prefix: str) -> str:
+    """An unguessable id: `prefix-` and 24 hex digits."""
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class Hyperparameters(BaseModel):
+    """Training knobs a customer may set; bounds keep a job from hogging a worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: int = Field(3, ge=1, le=50)
+    learning_rate: float = Field(1e-4, gt=0, le=1.0)
+    batch_size: int = Field(8, ge=1, le=256)
+    lora_rank: int = Field(16, ge=1, le=256)
+    lora_alpha: int = Field(32, ge=1, le=1024)
+    max_seq_length: int = Field(512, ge=16, le=32768)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class Progress(BaseModel):
+    stage: str
+    step: int = 0
+    total_steps: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+
+
+class TenantRecord(BaseModel):
+    id: str
+    name: str
+    role: Literal["customer", "operator"] = "customer"
+    created_at: int = Field(default_factory=now)
+
+
+class FileRecord(BaseModel):
+    id: str
+    tenant: str
+    bytes: int
+    created_at: int = Field(default_factory=now)
+    filename: str
+    purpose: str = "fine-tune"
+    num_examples: int
+    sha256: str
+
+    def public(self) -> dict[str, Any]:
+        return {"object": "file", **self.model_dump(exclude={"tenant", "sha256"})}
+
+
+class JobRecord(BaseModel):
+    id: str
+    tenant: str
+    created_at: int = Field(default_factory=now)
+    finished_at: int | None = None
+    model: str
+    fine_tuned_model: str | None = None
+    status: JobStatus = "validating_files"
+    stage: Stage | None = None
+    training_file: str
+    validation_file: str | None = None
+    method: Literal["lora", "full"] = "lora"
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    suffix: str | None = None
+    gate_policy: dict[str, float] = Field(default_factory=dict)
+    lock_version: int | None = None
+    lock: dict[str, Any] | None = None
+    progress: Progress | None = None
+    error: ErrorInfo | None = None
+    cancel_requested: bool = False
+    deliveries: int = 0
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"tenant", "cancel_requested", "deliveries", "lock_version", "stage_seconds"})
+        return {"object": "fine_tuning.job", **data}
+
+
+class EventRecord(BaseModel):
+    id: str
+    created_at: float = Field(default_factory=time.time)
+    level: Literal["info", "warn", "error"] = "info"
+    message: str
+    type: Literal["message", "metrics"] = "message"
+    data: dict[str, Any] | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"object": "fine_tuning.job.event", **self.model_dump()}
+
+
+class ModelRecord(BaseModel):
+    id: str
+    tenant: str
+    created_at: int = Field(default_factory=now)
+    base_model: str
+    job_id: str
+    lock: dict[str, Any]
+    files: list[str]
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"tenant", "files"})
+        return {"object": "model", "owned_by": self.tenant, **data}

@@ -1,0 +1,152 @@
+"""Records on a KV: tenants and hashed API keys, files, jobs (conditional updates), events, models.
+
+Every lookup that takes a tenant returns None for another tenant's id, so the API can
+answer 404 without telling whether the id exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from service.state.kv import KV
+from service.state.records import (
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    ModelRecord,
+    TenantRecord,
+    new_id,
+)
+
+
+class JobConflict(Exception):
+    """A conditional job update whose precondition no longer holds."""
+
+
+class Records:
+    """All service records; `on_job_change` mirrors each job write (to the object store)."""
+
+    def __init__(self, kv: KV, pepper: str, on_job_change: Callable[[JobRecord], None] | None = None) -> None:
+        self.kv = kv
+        self._pepper = pepper.encode()
+        self._on_job_change = on_job_change
+
+    # tenants ------------------------------------------------------------------------
+    def hash_key(self, api_key: str) -> str:
+        return hmac.new(self._pepper, api_key.encode(), hashlib.sha256).hexdigest()
+
+    def create_tenant(self, name: str, role: str = "customer") -> tuple[TenantRecord, str]:
+        """A new tenant and its API key; only the key's HMAC is stored, the key is shown once."""
+        tenant = TenantRecord(id=new_id("tenant"), name=name, role=role)
+        api_key = "sk-" + secrets.token_urlsafe(32)
+        self.kv.put(f"tenant:{tenant.id}", tenant.model_dump_json())
+        self.kv.put(f"apikey:{self.hash_key(api_key)}", tenant.id)
+        self.kv.append("tenants", tenant.id)
+        return tenant, api_key
+
+    def tenant_for_key(self, api_key: str) -> TenantRecord | None:
+        tenant_id = self.kv.get(f"apikey:{self.hash_key(api_key)}")
+        raw = self.kv.get(f"tenant:{tenant_id}") if tenant_id else None
+        return TenantRecord.model_validate_json(raw) if raw else None
+
+    def tenants(self) -> list[TenantRecord]:
+        return [TenantRecord.model_validate_json(r) for t in self.kv.items("tenants") if (r := self.kv.get(f"tenant:{t}"))]
+
+    # files --------------------------------------------------------------------------
+    def add_file(self, record: FileRecord) -> None:
+        self.kv.put(f"file:{record.id}", record.model_dump_json())
+        self.kv.append(f"files:{record.tenant}", record.id)
+
+    def get_file(self, tenant: str, file_id: str) -> FileRecord | None:
+        raw = self.kv.get(f"file:{file_id}")
+        record = FileRecord.model_validate_json(raw) if raw else None
+        return record if record and record.tenant == tenant else None
+
+    def list_files(self, tenant: str) -> list[FileRecord]:
+        return [f for i in reversed(self.kv.items(f"files:{tenant}")) if (f := self.get_file(tenant, i))]
+
+    def delete_file(self, record: FileRecord) -> None:
+        self.kv.remove(f"files:{record.tenant}", record.id)
+        self.kv.delete(f"file:{record.id}")
+
+    # jobs ---------------------------------------------------------------------------
+    def add_job(self, record: JobRecord) -> None:
+        if not self.kv.put_if_absent(f"job:{record.id}", record.model_dump_json()):
+            raise JobConflict(f"job {record.id} already exists")
+        self.kv.append(f"jobs:{record.tenant}", record.id)
+        self._mirror(record)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        raw = self.kv.get(f"job:{job_id}")
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    def get_job_for(self, tenant: str, job_id: str) -> JobRecord | None:
+        record = self.get_job(job_id)
+        return record if record and record.tenant == tenant else None
+
+    def list_jobs(self, tenant: str) -> list[JobRecord]:
+        return [j for i in reversed(self.kv.items(f"jobs:{tenant}")) if (j := self.get_job_for(tenant, i))]
+
+    def update_job(
+        self,
+        job_id: str,
+        change: Callable[[JobRecord], None],
+        *,
+        only_if: Iterable[str] | None = None,
+    ) -> JobRecord:
+        """Apply `change` atomically; raise JobConflict if the status is not in `only_if`."""
+        allowed = set(only_if) if only_if is not None else None
+        while True:
+            raw = self.kv.get(f"job:{job_id}")
+            if raw is None:
+                raise JobConflict(f"job {job_id} does not exist")
+            record = JobRecord.model_validate_json(raw)
+            if allowed is not None and record.status not in allowed:
+                raise JobConflict(f"job {job_id} is {record.status}, not {sorted(allowed)}")
+            change(record)
+            if self.kv.compare_and_set(f"job:{job_id}", raw, record.model_dump_json()):
+                self._mirror(record)
+                return record
+
+    def _mirror(self, record: JobRecord) -> None:
+        if self._on_job_change is not None:
+            self._on_job_change(record)
+
+    # events -------------------------------------------------------------------------
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        type: str = "message",
+        data: dict[str, Any] | None = None,
+        once: str | None = None,
+    ) -> EventRecord | None:
+        """Append an event; with `once`, an event of that key is written at most once per job."""
+        if once is not None and not self.kv.put_if_absent(f"eventonce:{job_id}:{once}", "1"):
+            return None
+        seq = self.kv.incr(f"eventseq:{job_id}")
+        event = EventRecord(id=f"ftevent-{job_id.split('-', 1)[-1]}-{seq:06d}", level=level, message=message, type=type, data=data)
+        self.kv.append(f"events:{job_id}", event.model_dump_json())
+        return event
+
+    def events(self, job_id: str) -> list[EventRecord]:
+        return [EventRecord.model_validate_json(r) for r in self.kv.items(f"events:{job_id}")]
+
+    # models -------------------------------------------------------------------------
+    def add_model(self, record: ModelRecord) -> None:
+        if self.kv.put_if_absent(f"model:{record.id}", record.model_dump_json()):
+            self.kv.append(f"models:{record.tenant}", record.id)
+
+    def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
+        raw = self.kv.get(f"model:{model_id}")
+        record = ModelRecord.model_validate_json(raw) if raw else None
+        return record if record and record.tenant == tenant else None
+
+    def list_models(self, tenant: str) -> list[ModelRecord]:
+        return [m for i in reversed(self.kv.items(f"models:{tenant}")) if (m := self.get_model(tenant, i))]

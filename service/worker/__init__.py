@@ -1,0 +1,1 @@
+"""Celery workers: `celery_app.py` (configuration) and `tasks.py` (the one workflow task)."""
