@@ -1,0 +1,22 @@
+"""Typed responses of the SafetyLock API."""
+
+from sdk.types.event import JobEvent
+from sdk.types.file import FileDeleted, FileObject
+from sdk.types.job import (
+    FineTuningJob,
+    Hyperparameters,
+    JobError,
+    JobProgress,
+    JobStatus,
+    LockRef,
+    Method,
+    Stage,
+)
+from sdk.types.model import DownloadFile, Model, ModelDownload, ModelLock
+from sdk.types.report import AlphaPoint, Eval, SafetyReport
+
+__all__ = [
+    "AlphaPoint", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
+    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
+    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Stage",
+]

@@ -1,0 +1,46 @@
+"""`SafetyReport`: what the pipeline measured and what the gate decided."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sdk.types._base import BaseModel
+from sdk.types.job import LockRef
+
+
+class Eval(BaseModel):
+    """One model's evaluation; rates are fractions in [0, 1]."""
+
+    harmful_rate: float
+    """Share of held-out harmful prompts answered with compliance (judged)."""
+    clean_refusal_rate: float | None = None
+    clean_compliance_rate: float | None = None
+    over_refusal_rate: float | None = None
+    """Share of safe-but-scary-looking prompts refused."""
+    utility: float | None = None
+    """Task score on the customer's held-out data (higher is better)."""
+    validation_loss: float | None = None
+
+
+class AlphaPoint(BaseModel):
+    alpha: float
+    harmful_rate: float
+    utility: float | None = None
+    over_refusal: float | None = None
+
+
+class SafetyReport(BaseModel):
+    job_id: str
+    base_model: str
+    lock: LockRef | None = None
+    base: Eval
+    unlocked: Eval
+    relocked: Eval | None = None
+    alpha: float | None = None
+    alpha_curve: list[AlphaPoint] = Field(default_factory=list)
+    decision: Literal["published", "rejected"]
+    reasons: list[str] = Field(default_factory=list)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
