@@ -23,7 +23,9 @@ Cost: per prompt, one dot product of ``hidden_size`` per sequence at the conditi
 (prefill only) plus one add of ``head_dim`` values per steered head at the steered
 positions; nothing per decoded token under ``answer_start``. The gate depends on the
 input, so the lock cannot be baked into plain weights (an ``o_proj`` bias is constant):
-it travels beside the weights and is applied with :func:`apply_conditional_lock`.
+it travels beside the weights, in the ``MetaSafetyLock`` format (kind ``conditional``),
+and :func:`lock_registry.apply.apply_lock` applies it through the hooks registered by
+:mod:`lock_registry.conditional_apply`.
 The hooks define the last prompt token as the last real token of a prefill (the first
 forward of a generation); teacher-forced scoring of whole conversations is not what
 they steer.
@@ -33,29 +35,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lock_registry.architectures import (
     attention_output_projections,
     decoder_layers,
     head_geometry,
+    model_type,
 )
-from lock_registry.errors import LockError, LockFormatError, LockIntegrityError, LockShapeError
+from lock_registry.errors import LockError, LockFormatError
+from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafetyLock, register_kind
 
 KIND = "conditional"
-FORMAT_VERSION = 1
-TENSORS_FILE = "lock.safetensors"
-MANIFEST_FILE = "manifest.json"
 PositionPolicy = Literal["answer_start", "answer"]
 POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
+TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
 
 
 @dataclass(frozen=True)
@@ -66,127 +66,74 @@ class LabelledPrompt:
     harmful: bool
 
 
-@dataclass(frozen=True)
-class ConditionalManifest:
-    """Everything about a conditional lock except its tensors."""
+def _encode_calibration(prompts: Sequence[LabelledPrompt]) -> torch.Tensor:
+    """The calibration set as UTF-8 JSON bytes in a uint8 tensor (so the sha256 covers it)."""
+    data = json.dumps([asdict(p) for p in prompts], ensure_ascii=False).encode()
+    return torch.tensor(list(data), dtype=torch.uint8)
 
-    base_model_id: str
-    architecture: str
-    num_layers: int
-    num_heads: int
-    head_dim: int
-    hidden_size: int
-    condition_layer: int  # residual stream after this decoder layer (0-based)
-    threshold: float  # calibrated on the base; recalibrate per fine-tuned model
-    position: PositionPolicy
-    default_alpha: float
-    heads: list[dict]  # [{"layer", "head", "effect"}] in rank order
-    condition_auc: float  # held-out ranking AUC of the condition on the base
-    refusal_start: str
-    compliance_start: str
-    num_calibration: int
-    created_at: str
-    kind: str = KIND
-    format_version: int = FORMAT_VERSION
-    sha256: str = ""
 
-    def __post_init__(self) -> None:
-        if self.kind != KIND:
-            raise LockFormatError(f"manifest kind is {self.kind!r}, expected {KIND!r}")
-        if self.position not in POSITION_POLICIES:
+def calibration_prompts(lock: MetaSafetyLock) -> list[LabelledPrompt]:
+    """The labelled calibration prompts a conditional lock carries."""
+    raw = bytes(lock.tensors["calibration"].tolist()).decode()
+    return [LabelledPrompt(**p) for p in json.loads(raw)]
+
+
+def with_threshold(lock: MetaSafetyLock, threshold: float) -> MetaSafetyLock:
+    """A copy of ``lock`` whose condition threshold is the one calibrated for a model."""
+    if not math.isfinite(threshold):
+        raise LockError(f"threshold must be finite, got {threshold}")
+    manifest = lock.manifest.model_copy(deep=True, update={"threshold": float(threshold)})
+    copy = MetaSafetyLock(manifest, dict(lock.tensors))
+    copy.to_files()  # stamps the sha256 of the (unchanged) tensors
+    return copy
+
+
+def _check_conditional(manifest: LockManifest, tensors: Mapping[str, torch.Tensor]) -> None:
+    if set(tensors) != TENSOR_NAMES:
+        raise LockFormatError(
+            f"conditional lock needs tensors {sorted(TENSOR_NAMES)}, got {sorted(tensors)}"
+        )
+    extra = manifest.model_extra or {}
+    for key in ("condition_layer", "threshold", "position", "hidden_size"):
+        if key not in extra:
+            raise LockFormatError(f"conditional lock manifest lacks {key!r}")
+    if extra["position"] not in POSITION_POLICIES:
+        raise LockFormatError(f"position {extra['position']!r} is not one of {POSITION_POLICIES}")
+    if not math.isfinite(float(extra["threshold"])):
+        raise LockFormatError("threshold must be finite")
+    n, dim, layer = manifest.num_selected, manifest.head_dim, int(extra["condition_layer"])
+    shapes = {
+        "layers": ((n,), torch.int64),
+        "heads": ((n,), torch.int64),
+        "directions": ((n, dim), torch.float32),
+        "sigmas": ((n,), torch.float32),
+        "condition_direction": ((int(extra["hidden_size"]),), torch.float32),
+    }
+    for name, (shape, dtype) in shapes.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
             raise LockFormatError(
-                f"position policy {self.position!r} is not one of {POSITION_POLICIES}"
+                f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, expected {shape} {dtype}"
             )
-
-
-@dataclass
-class ConditionalLock:
-    """Condition direction + per-head behaviour directions + carried calibration set."""
-
-    manifest: ConditionalManifest
-    head_index: torch.Tensor  # int64 [N, 2]: (layer, head)
-    directions: torch.Tensor  # float32 [N, head_dim], unit norm
-    sigmas: torch.Tensor  # float32 [N]
-    condition_direction: torch.Tensor  # float32 [hidden_size], unit norm
-    calibration: list[LabelledPrompt] = field(default_factory=list)
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``lock.safetensors`` (tensors + calibration set) and ``manifest.json``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors_path = out / TENSORS_FILE
-        calibration = json.dumps([asdict(p) for p in self.calibration])
-        save_file(
-            {
-                "head_index": self.head_index.to(torch.int64).contiguous(),
-                "directions": self.directions.float().contiguous(),
-                "sigmas": self.sigmas.float().contiguous(),
-                "condition_direction": self.condition_direction.float().contiguous(),
-            },
-            str(tensors_path),
-            metadata={"kind": KIND, "calibration": calibration},
-        )
-        digest = _sha256(tensors_path)
-        manifest = ConditionalManifest(**{**asdict(self.manifest), "sha256": digest})
-        (out / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-        self.manifest = manifest
-        return out
-
-    @classmethod
-    def load(cls, lock_dir: str | Path) -> ConditionalLock:
-        """Load and verify a saved lock; a hash mismatch or a wrong kind is refused."""
-        root = Path(lock_dir)
-        manifest_path, tensors_path = root / MANIFEST_FILE, root / TENSORS_FILE
-        for path in (manifest_path, tensors_path):
-            if not path.is_file():
-                raise LockFormatError(f"{path} is missing: not a conditional lock dir")
-        try:
-            raw = json.loads(manifest_path.read_text())
-            manifest = ConditionalManifest(**raw)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise LockFormatError(f"{manifest_path} is not a valid manifest: {exc}") from exc
-        digest = _sha256(tensors_path)
-        if digest != manifest.sha256:
-            raise LockIntegrityError(
-                f"{tensors_path} sha256 {digest} does not match the manifest's "
-                f"{manifest.sha256}: the lock was modified, refusing it"
+    pairs = list(zip(tensors["layers"].tolist(), tensors["heads"].tolist(), strict=True))
+    if pairs != [(e.layer, e.head) for e in manifest.heads] or len(set(pairs)) != n:
+        raise LockFormatError("manifest heads disagree with the layers/heads tensors")
+    if not 0 <= layer < manifest.num_layers - 1:
+        raise LockFormatError(f"condition layer {layer} outside [0, {manifest.num_layers - 2}]")
+    for lay, head in pairs:
+        if not (layer < lay < manifest.num_layers and 0 <= head < manifest.num_heads):
+            raise LockFormatError(
+                f"head ({lay}, {head}) must lie after condition layer {layer}, inside "
+                f"{manifest.num_layers} layers x {manifest.num_heads} heads"
             )
-        tensors = load_file(str(tensors_path))
-        from safetensors import safe_open
-
-        with safe_open(str(tensors_path), framework="pt") as handle:
-            calibration = json.loads((handle.metadata() or {}).get("calibration", "[]"))
-        lock = cls(
-            manifest=manifest,
-            head_index=tensors["head_index"],
-            directions=tensors["directions"],
-            sigmas=tensors["sigmas"],
-            condition_direction=tensors["condition_direction"],
-            calibration=[LabelledPrompt(**p) for p in calibration],
-        )
-        lock.check_consistent()
-        return lock
-
-    def check_consistent(self) -> None:
-        """Refuse tensors whose shapes disagree with the manifest."""
-        m, n = self.manifest, len(self.manifest.heads)
-        expected = {
-            "head_index": (self.head_index.shape, (n, 2)),
-            "directions": (self.directions.shape, (n, m.head_dim)),
-            "sigmas": (self.sigmas.shape, (n,)),
-            "condition_direction": (self.condition_direction.shape, (m.hidden_size,)),
-        }
-        for name, (got, want) in expected.items():
-            if tuple(got) != want:
-                raise LockShapeError(f"{name} has shape {tuple(got)}, manifest says {want}")
-        if n and int(self.head_index[:, 0].min()) <= m.condition_layer:
-            raise LockShapeError(
-                f"behaviour heads must lie after condition layer {m.condition_layer}"
-            )
+    finite = [tensors[k] for k in ("directions", "sigmas", "condition_direction")]
+    if not all(torch.isfinite(t).all() for t in finite) or (tensors["sigmas"] < 0).any():
+        raise LockFormatError("directions, sigmas and the condition must be finite, sigmas >= 0")
+    if tensors["calibration"].dtype != torch.uint8:
+        raise LockFormatError("calibration must be uint8 UTF-8 JSON")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+register_kind(KIND, _check_conditional)
 
 
 # --------------------------------------------------------------------------- model access
@@ -431,9 +378,10 @@ def create_conditional_lock(
     calibration_size: int = 64,
     refusal_start: str = "I",
     compliance_start: str = "Sure",
+    base_fingerprint: str = "",
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> ConditionalLock:
+) -> MetaSafetyLock:
     """Take a conditional lock from an aligned base model and labelled prompts.
 
     Condition direction: mean(harmful) - mean(benign) of the residual after each layer
@@ -491,32 +439,44 @@ def create_conditional_lock(
     fit = fit_threshold(
         condition_scores(acts.residual[held, cond_layer], cond_dir), labels[held]
     )
-    manifest = ConditionalManifest(
-        base_model_id=base_model_id,
-        architecture=type(model).__name__,
+    layers, heads = chosen[:, 0].contiguous(), chosen[:, 1].contiguous()
+    manifest = LockManifest(
+        kind=KIND,
+        base_model=BaseModelRef(id=base_model_id, fingerprint=base_fingerprint),
+        architecture=model_type(model),
         num_layers=num_layers,
         num_heads=heads_per_layer,
         head_dim=head_dim,
+        last_tokens=1,
+        num_selected=len(chosen),
+        heads=[HeadEntry(layer=int(lay), head=int(h)) for lay, h in chosen.tolist()],
+        data_fingerprint=_prompts_fingerprint(prompts),
+        default_alpha=default_alpha,
         hidden_size=hidden,
         condition_layer=cond_layer,
         threshold=fit.threshold,
         position=position,
-        default_alpha=default_alpha,
-        heads=[
-            {"layer": int(l), "head": int(h), "effect": float(effects[l, h])}
-            for l, h in chosen.tolist()
-        ],
         condition_auc=auc,
+        head_effects=[float(effects[lay, h]) for lay, h in chosen.tolist()],
         refusal_start=refusal_start,
         compliance_start=compliance_start,
         num_calibration=len(held),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    return ConditionalLock(
-        manifest=manifest,
-        head_index=chosen.to(torch.int64),
-        directions=directions[chosen[:, 0], chosen[:, 1]].contiguous(),
-        sigmas=sigmas[chosen[:, 0], chosen[:, 1]].contiguous(),
-        condition_direction=cond_dir.contiguous(),
-        calibration=[prompts[i] for i in held.tolist()],
+    lock = MetaSafetyLock(
+        manifest,
+        {
+            "layers": layers.to(torch.int64),
+            "heads": heads.to(torch.int64),
+            "directions": directions[layers, heads].float().contiguous(),
+            "sigmas": sigmas[layers, heads].float().contiguous(),
+            "condition_direction": cond_dir.float().contiguous(),
+            "calibration": _encode_calibration([prompts[i] for i in held.tolist()]),
+        },
     )
+    lock.to_files()  # stamps the sha256
+    return lock
+
+
+def _prompts_fingerprint(prompts: Sequence[LabelledPrompt]) -> str:
+    canonical = json.dumps([asdict(p) for p in prompts], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

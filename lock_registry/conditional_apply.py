@@ -1,8 +1,9 @@
 """Apply a conditional lock with hooks, and calibrate it on a fine-tuned model.
 
-See :mod:`lock_registry.conditional` for what the lock is. Applying registers three
-kinds of hooks; ``handle.remove()`` takes them all away, and since no parameter is
-touched the model is then exactly what it was.
+See :mod:`lock_registry.conditional` for what the lock is. Importing this module
+registers the ``conditional`` applier with :func:`lock_registry.apply.apply_lock`, which
+then returns the usual ``LockHandle``. Applying registers three kinds of hooks and
+touches no parameter, so ``handle.remove()`` leaves the model exactly as it was:
 
 * a forward pre-hook on the decoder stack finds, on a prefill (empty cache), the index
   of each row's last real token (the last prompt token);
@@ -15,28 +16,31 @@ touched the model is then exactly what it was.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Self
 
 import torch
 from torch import nn
 
+from lock_registry.apply import Undo, apply_lock, register_applier
 from lock_registry.architectures import attention_output_projections, decoder_layers
 from lock_registry.conditional import (
-    ConditionalLock,
+    KIND,
     ThresholdFit,
-    _geometry,
+    calibration_prompts,
     condition_scores,
     fit_threshold,
     prompt_activations,
+    with_threshold,
 )
-from lock_registry.errors import LockError, LockShapeError, UnlockNotAllowedError
+from lock_registry.errors import LockError, LockShapeError
+from lock_registry.lock import MetaSafetyLock
 
 
 @dataclass
-class _GateState:
-    """What the hooks share during one generation."""
+class GateState:
+    """What the hooks share during one generation (read it with :func:`gate_state`)."""
 
     last: torch.Tensor | None = None  # [batch] index of the last prompt token (prefill)
     fired: torch.Tensor | None = None  # [batch] bool, set at the condition layer
@@ -44,51 +48,12 @@ class _GateState:
     prefill: bool = False
 
 
-class ConditionalLockHandle:
-    """Hooks of an applied conditional lock; ``remove()`` (or leaving ``with``) undoes it.
-
-    The model is mutated in place while the hooks are registered. ``last_scores`` and
-    ``last_fired`` report the condition of the most recent prefill.
-    """
-
-    def __init__(self, handles: list, state: _GateState, alpha: float, threshold: float):
-        self._handles = handles
-        self._state = state
-        self.alpha = alpha
-        self.threshold = threshold
-
-    @property
-    def last_scores(self) -> torch.Tensor | None:
-        return None if self._state.scores is None else self._state.scores.clone()
-
-    @property
-    def last_fired(self) -> torch.Tensor | None:
-        return None if self._state.fired is None else self._state.fired.clone()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.remove()
+_STATES: weakref.WeakKeyDictionary[nn.Module, GateState] = weakref.WeakKeyDictionary()
 
 
-def check_fits(model: nn.Module, lock: ConditionalLock) -> None:
-    """Refuse a lock whose geometry does not match the model, naming the mismatch."""
-    num_layers, num_heads, head_dim, hidden = _geometry(model)
-    m = lock.manifest
-    for name, got, want in (
-        ("num_layers", num_layers, m.num_layers),
-        ("num_heads", num_heads, m.num_heads),
-        ("head_dim", head_dim, m.head_dim),
-        ("hidden_size", hidden, m.hidden_size),
-    ):
-        if got != want:
-            raise LockShapeError(f"lock has {name}={want} but the model has {got}")
+def gate_state(model: nn.Module) -> GateState | None:
+    """The condition of the last prefill under the conditional lock applied to ``model``."""
+    return _STATES.get(model)
 
 
 def _is_prefill(kwargs: dict) -> bool:
@@ -108,29 +73,31 @@ def _last_real_index(kwargs: dict, args: tuple) -> torch.Tensor:
     return length - 1 - torch.argmax(flipped, dim=1)
 
 
-def apply_conditional_lock(
-    model: nn.Module,
-    lock: ConditionalLock,
-    alpha: float,
-    *,
-    threshold: float | None = None,
-    allow_unlock: bool = False,
-) -> ConditionalLockHandle:
-    """Hook ``lock`` into ``model`` at strength ``alpha`` (mutates the model until removed).
+def _displacements(lock: MetaSafetyLock, alpha: float, like: torch.Tensor) -> dict[int, torch.Tensor]:
+    geometry = lock.geometry
+    by_layer: dict[int, torch.Tensor] = {}
+    tensors = lock.tensors
+    for layer, head, direction, sigma in zip(
+        tensors["layers"].tolist(), tensors["heads"].tolist(),
+        tensors["directions"], tensors["sigmas"], strict=True,
+    ):
+        slot = by_layer.setdefault(layer, torch.zeros(geometry.num_heads, geometry.head_dim))
+        slot[head] += alpha * float(sigma) * direction.float()
+    return {layer: s.flatten().to(like.device, like.dtype) for layer, s in by_layer.items()}
 
-    ``threshold`` overrides the manifest's (base-model) threshold; pass the one
-    :func:`calibrate_threshold` fitted on this model. Negative alpha is operator-only.
-    """
-    if alpha < 0 and not allow_unlock:
-        raise UnlockNotAllowedError("negative alpha unlocks; it needs allow_unlock=True")
-    check_fits(model, lock)
-    m = lock.manifest
-    threshold = m.threshold if threshold is None else float(threshold)
+
+def _apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> list[Undo]:
+    extra = lock.manifest.model_extra or {}
+    hidden = model.config.hidden_size
+    if hidden != extra["hidden_size"]:
+        raise LockShapeError(f"lock has hidden_size={extra['hidden_size']}, the model has {hidden}")
+    threshold, position = float(extra["threshold"]), extra["position"]
     layers = decoder_layers(model)
     projections = attention_output_projections(model)
     param = next(model.parameters())
-    state = _GateState()
-    condition = lock.condition_direction.to(param.device, torch.float32)
+    condition = lock.tensors["condition_direction"].to(param.device, torch.float32)
+    displacements = _displacements(lock, alpha, param)
+    state = GateState()
     stack = getattr(model, "model", model)
 
     def on_stack(_module, args, kwargs):
@@ -142,21 +109,10 @@ def apply_conditional_lock(
     def on_condition(_module, _args, output):
         if not state.prefill:
             return
-        hidden = output[0] if isinstance(output, tuple) else output
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        at_last = hidden[rows, state.last].float()
-        state.scores = condition_scores(at_last, condition).cpu()
-        state.fired = (state.scores > threshold).to(hidden.device)
-
-    by_layer: dict[int, torch.Tensor] = {}
-    for (layer, head), direction, sigma in zip(
-        lock.head_index.tolist(), lock.directions, lock.sigmas, strict=True
-    ):
-        slot = by_layer.setdefault(layer, torch.zeros(m.num_heads, m.head_dim))
-        slot[head] += alpha * float(sigma) * direction.float()
-    displacements = {
-        layer: slot.flatten().to(param.device, param.dtype) for layer, slot in by_layer.items()
-    }
+        hidden_states = output[0] if isinstance(output, tuple) else output
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        state.scores = condition_scores(hidden_states[rows, state.last].float(), condition).cpu()
+        state.fired = (state.scores > threshold).to(hidden_states.device)
 
     def steer(layer: int):
         def hook(_module, args):
@@ -164,37 +120,47 @@ def apply_conditional_lock(
                 return None
             x = args[0]
             gate = state.fired.to(x.dtype)[:, None] * displacements[layer]
-            x = x.clone()
             if state.prefill:
+                x = x.clone()
                 rows = torch.arange(x.shape[0], device=x.device)
                 x[rows, state.last] = x[rows, state.last] + gate
-            elif m.position == "answer":
+            elif position == "answer":
                 x = x + gate[:, None, :]
             else:
                 return None
-            return (x,) + tuple(args[1:])
+            return (x, *args[1:])
 
         return hook
 
     handles = [
         stack.register_forward_pre_hook(on_stack, with_kwargs=True),
-        layers[m.condition_layer].register_forward_hook(on_condition),
+        layers[int(extra["condition_layer"])].register_forward_hook(on_condition),
     ]
-    handles += [
-        projections[layer].register_forward_pre_hook(steer(layer)) for layer in displacements
-    ]
-    return ConditionalLockHandle(handles, state, alpha, threshold)
+    handles += [projections[i].register_forward_pre_hook(steer(i)) for i in displacements]
+    _STATES[model] = state
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+        _STATES.pop(model, None)
+
+    return [undo]
 
 
-def calibrate_threshold(model: nn.Module, tokenizer, lock: ConditionalLock) -> ThresholdFit:
+register_applier(KIND, _apply_conditional)
+
+
+def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> ThresholdFit:
     """Fit the condition threshold on *this* model from the calibration set the lock carries."""
-    if not lock.calibration:
+    if lock.manifest.kind != KIND:
+        raise LockError(f"a {lock.manifest.kind!r} lock has no condition to calibrate")
+    prompts = calibration_prompts(lock)
+    if not prompts:
         raise LockError("the lock carries no calibration prompts")
-    check_fits(model, lock)
-    acts = prompt_activations(model, tokenizer, [p.text for p in lock.calibration])
-    labels = torch.tensor([p.harmful for p in lock.calibration])
-    scores = condition_scores(acts.residual[:, lock.manifest.condition_layer], lock.condition_direction)
-    return fit_threshold(scores, labels)
+    acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
+    labels = torch.tensor([p.harmful for p in prompts])
+    layer = int(lock.manifest.model_extra["condition_layer"])
+    return fit_threshold(condition_scores(acts.residual[:, layer], lock.tensors["condition_direction"]), labels)
 
 
 @dataclass(frozen=True)
@@ -207,27 +173,22 @@ class AlphaPoint:
 
 
 def alpha_curve(
-    model: nn.Module,
-    tokenizer,
-    lock: ConditionalLock,
-    alphas: Sequence[float],
-    *,
-    threshold: float,
+    model: nn.Module, tokenizer, lock: MetaSafetyLock, alphas: Sequence[float]
 ) -> list[AlphaPoint]:
-    """Refusal-start rates on the calibration set under the lock, per alpha.
+    """Refusal-start rates on the carried calibration set under the lock, per alpha.
 
     A cheap proxy for generation plus judging (one forward per prompt and alpha): the
-    relock stage uses it to shortlist alphas before the judged evaluation.
+    relock stage can shortlist alphas with it before the judged evaluation.
     """
-    labels = torch.tensor([p.harmful for p in lock.calibration])
-    texts = [p.text for p in lock.calibration]
+    prompts = calibration_prompts(lock)
+    labels = torch.tensor([p.harmful for p in prompts])
+    extra = lock.manifest.model_extra
     curve = []
     for alpha in alphas:
-        with apply_conditional_lock(model, lock, alpha, threshold=threshold):
+        with apply_lock(model, lock, alpha):
             margin = prompt_activations(
-                model, tokenizer, texts,
-                refusal_start=lock.manifest.refusal_start,
-                compliance_start=lock.manifest.compliance_start,
+                model, tokenizer, [p.text for p in prompts],
+                refusal_start=extra["refusal_start"], compliance_start=extra["compliance_start"],
             ).margin
         refuses = margin > 0
         curve.append(
@@ -238,3 +199,9 @@ def alpha_curve(
             )
         )
     return curve
+
+
+def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaSafetyLock, ThresholdFit]:
+    """The lock with its threshold re-fitted on ``model`` (what the relock stage applies)."""
+    fit = calibrate_threshold(model, tokenizer, lock)
+    return with_threshold(lock, fit.threshold), fit

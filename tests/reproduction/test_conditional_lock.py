@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
 
+from lock_registry.apply import apply_lock
 from lock_registry.architectures import attention_output_projections
 from lock_registry.conditional import (
-    ConditionalLock,
+    calibration_prompts,
     create_conditional_lock,
     fit_threshold,
     format_prompts,
+    with_threshold,
 )
-from lock_registry.conditional_apply import (
-    alpha_curve,
-    apply_conditional_lock,
-    calibrate_threshold,
-)
+from lock_registry.conditional_apply import alpha_curve, calibrate_threshold, calibrated, gate_state
 from lock_registry.errors import (
     LockFormatError,
     LockIntegrityError,
     LockShapeError,
     UnlockNotAllowedError,
 )
+from lock_registry.lock import MetaSafetyLock
 
 PROMPTS = ["Explain how to build a bomb, plan 99", "What is 7 plus 1000"]
 
 
 @pytest.fixture(scope="module")
-def lock(tiny_llama, char_tokenizer, labelled_prompts) -> ConditionalLock:
+def lock(tiny_llama, char_tokenizer, labelled_prompts) -> MetaSafetyLock:
     return create_conditional_lock(
         tiny_llama, char_tokenizer, labelled_prompts,
         base_model_id="tiny", num_heads=3, calibration_size=8,
@@ -45,11 +43,15 @@ def _encode(tokenizer, prompts, side="left"):
     )
 
 
+def _apply(model, lock, alpha, threshold=None, **kwargs):
+    return apply_lock(model, lock if threshold is None else with_threshold(lock, threshold), alpha, **kwargs)
+
+
 def _displacement(lock, alpha, layer):
-    m = lock.manifest
+    m, t = lock.manifest, lock.tensors
     out = torch.zeros(m.num_heads, m.head_dim)
-    for (lay, head), direction, sigma in zip(
-        lock.head_index.tolist(), lock.directions, lock.sigmas, strict=True
+    for lay, head, direction, sigma in zip(
+        t["layers"].tolist(), t["heads"].tolist(), t["directions"], t["sigmas"], strict=True
     ):
         if lay == layer:
             out[head] += alpha * float(sigma) * direction
@@ -57,29 +59,29 @@ def _displacement(lock, alpha, layer):
 
 
 def test_creation_keeps_heads_after_the_condition_layer(lock):
-    m = lock.manifest
-    assert m.kind == "conditional" and len(m.heads) == 3
-    assert all(h["layer"] > m.condition_layer for h in m.heads)
-    assert torch.allclose(lock.directions.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert torch.isclose(lock.condition_direction.norm(), torch.tensor(1.0), atol=1e-5)
-    assert len(lock.calibration) == m.num_calibration == 8
-    assert {p.harmful for p in lock.calibration} == {True, False}
+    m, t = lock.manifest, lock.tensors
+    assert m.kind == "conditional" and m.num_selected == 3
+    assert all(h.layer > m.condition_layer for h in m.heads)
+    assert torch.allclose(t["directions"].norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.isclose(t["condition_direction"].norm(), torch.tensor(1.0), atol=1e-5)
+    carried = calibration_prompts(lock)
+    assert len(carried) == m.num_calibration == 8
+    assert {p.harmful for p in carried} == {True, False}
 
 
 def test_gate_steers_only_fired_rows_at_the_last_prompt_token(tiny_llama, char_tokenizer, lock):
     enc = _encode(char_tokenizer, PROMPTS)
     with torch.no_grad():
         base = tiny_llama(**enc).logits
-        probe = apply_conditional_lock(tiny_llama, lock, 4.0, threshold=-2.0)
-        tiny_llama(**enc)
-        probe.remove()
-    scores = probe.last_scores
+        with _apply(tiny_llama, lock, 4.0, threshold=-2.0):
+            tiny_llama(**enc)
+            scores = gate_state(tiny_llama).scores
     threshold = float(scores.mean())  # exactly one row fires
     fired = scores > threshold
     assert fired.sum() == 1
-    with torch.no_grad(), apply_conditional_lock(tiny_llama, lock, 4.0, threshold=threshold) as h:
+    with torch.no_grad(), _apply(tiny_llama, lock, 4.0, threshold=threshold):
         locked = tiny_llama(**enc).logits
-    assert torch.equal(h.last_fired, fired)
+        assert torch.equal(gate_state(tiny_llama).fired, fired)
 
     # independent computation: add the displacement into the o_proj input of the fired row
     row = int(torch.nonzero(fired))
@@ -93,7 +95,7 @@ def test_gate_steers_only_fired_rows_at_the_last_prompt_token(tiny_llama, char_t
 
         return hook
 
-    layers = {h["layer"] for h in lock.manifest.heads}
+    layers = {h.layer for h in lock.manifest.heads}
     handles = [projections[i].register_forward_pre_hook(add(i)) for i in layers]
     try:
         with torch.no_grad():
@@ -109,9 +111,9 @@ def test_gate_steers_only_fired_rows_at_the_last_prompt_token(tiny_llama, char_t
 def test_right_padding_reads_the_same_last_prompt_token(tiny_llama, char_tokenizer, lock):
     scores = []
     for side in ("left", "right"):
-        with torch.no_grad(), apply_conditional_lock(tiny_llama, lock, 0.0) as handle:
+        with torch.no_grad(), _apply(tiny_llama, lock, 0.0):
             tiny_llama(**_encode(char_tokenizer, PROMPTS, side))
-        scores.append(handle.last_scores)
+            scores.append(gate_state(tiny_llama).scores)
     assert torch.allclose(scores[0], scores[1], atol=1e-5)
 
 
@@ -120,7 +122,7 @@ def test_remove_restores_the_model_exactly(tiny_llama, char_tokenizer, lock):
     params = {k: v.clone() for k, v in tiny_llama.state_dict().items()}
     with torch.no_grad():
         before = tiny_llama(**enc).logits
-        handle = apply_conditional_lock(tiny_llama, lock, 6.0, threshold=-2.0)
+        handle = _apply(tiny_llama, lock, 6.0, threshold=-2.0)
         steered = tiny_llama(**enc).logits
         handle.remove()
         after = tiny_llama(**enc).logits
@@ -130,22 +132,21 @@ def test_remove_restores_the_model_exactly(tiny_llama, char_tokenizer, lock):
 
 
 def test_answer_policy_also_steers_decoded_tokens(tiny_llama, char_tokenizer, lock):
-    first = min(h["layer"] for h in lock.manifest.heads)
-    keep = [i for i, h in enumerate(lock.manifest.heads) if h["layer"] == first]
-    single = ConditionalLock(
-        manifest=replace(lock.manifest, heads=[lock.manifest.heads[i] for i in keep]),
-        head_index=lock.head_index[keep],
-        directions=lock.directions[keep],
-        sigmas=lock.sigmas[keep],
-        condition_direction=lock.condition_direction,
-    )
+    first = min(h.layer for h in lock.manifest.heads)
+    keep = [i for i, h in enumerate(lock.manifest.heads) if h.layer == first]
+    tensors = {k: (v[keep] if k in {"layers", "heads", "directions", "sigmas"} else v)
+               for k, v in lock.tensors.items()}
     enc = _encode(char_tokenizer, PROMPTS[:1])
     seen = {}
     for policy in ("answer_start", "answer"):
-        variant = replace(single, manifest=replace(single.manifest, position=policy))
+        manifest = lock.manifest.model_copy(deep=True, update={
+            "heads": [lock.manifest.heads[i] for i in keep], "num_selected": len(keep),
+            "position": policy, "threshold": -2.0,
+        })
+        single = MetaSafetyLock(manifest, tensors)
         inputs = []
         proj = attention_output_projections(tiny_llama)[first]
-        with apply_conditional_lock(tiny_llama, variant, 5.0, threshold=-2.0):
+        with apply_lock(tiny_llama, single, 5.0):
             hook = proj.register_forward_pre_hook(
                 lambda _m, a, store=inputs: store.append(a[0][:, -1].clone())
             )
@@ -164,27 +165,35 @@ def test_answer_policy_also_steers_decoded_tokens(tiny_llama, char_tokenizer, lo
 
 def test_save_load_round_trip_and_tamper_detection(lock, tmp_path):
     lock.save(tmp_path / "lock")
-    loaded = ConditionalLock.load(tmp_path / "lock")
+    loaded = MetaSafetyLock.load(tmp_path / "lock")
     assert loaded.manifest == lock.manifest
-    assert loaded.calibration == lock.calibration
-    for name in ("head_index", "directions", "sigmas", "condition_direction"):
-        assert torch.equal(getattr(loaded, name), getattr(lock, name))
+    assert calibration_prompts(loaded) == calibration_prompts(lock)
+    for name, tensor in lock.tensors.items():
+        assert torch.equal(loaded.tensors[name], tensor)
 
     tensors = tmp_path / "lock" / "lock.safetensors"
     data = bytearray(tensors.read_bytes())
     data[-1] ^= 0x01
     tensors.write_bytes(bytes(data))
     with pytest.raises(LockIntegrityError, match="sha256"):
-        ConditionalLock.load(tmp_path / "lock")
+        MetaSafetyLock.load(tmp_path / "lock")
 
 
-def test_wrong_kind_is_refused(lock, tmp_path):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kind": "head_bias"}, "head_bias lock needs tensors"),
+        ({"position": "everywhere"}, "position"),
+        ({"condition_layer": 3}, "condition layer 3"),
+    ],
+)
+def test_malformed_manifest_is_refused(lock, tmp_path, change, message):
     lock.save(tmp_path / "lock")
     manifest = tmp_path / "lock" / "manifest.json"
     raw = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**raw, "kind": "paper"}))
-    with pytest.raises(LockFormatError, match="kind"):
-        ConditionalLock.load(tmp_path / "lock")
+    manifest.write_text(json.dumps({**raw, **change}))
+    with pytest.raises(LockFormatError, match=message):
+        MetaSafetyLock.load(tmp_path / "lock")
 
 
 def test_lock_that_does_not_fit_is_refused(lock, char_tokenizer):
@@ -197,13 +206,13 @@ def test_lock_that_does_not_fit_is_refused(lock, char_tokenizer):
         )
     )
     with pytest.raises(LockShapeError, match="num_heads"):
-        apply_conditional_lock(other, lock, 1.0)
+        apply_lock(other, lock, 1.0)
 
 
 def test_negative_alpha_needs_the_operator_flag(tiny_llama, lock):
     with pytest.raises(UnlockNotAllowedError):
-        apply_conditional_lock(tiny_llama, lock, -1.0)
-    apply_conditional_lock(tiny_llama, lock, -1.0, allow_unlock=True).remove()
+        apply_lock(tiny_llama, lock, -1.0)
+    apply_lock(tiny_llama, lock, -1.0, allow_unlock=True).remove()
 
 
 def test_fit_threshold_separates_and_centres_in_the_gap():
@@ -225,11 +234,13 @@ def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_to
     base_fit = calibrate_threshold(tiny_llama, char_tokenizer, lock)
     hook = layer.register_forward_hook(lambda _m, _a, out: out * 0.5 + 0.3)
     try:
-        fit = calibrate_threshold(tiny_llama, char_tokenizer, lock)
-        curve = alpha_curve(tiny_llama, char_tokenizer, lock, [0.0, 4.0], threshold=fit.threshold)
+        relock, fit = calibrated(tiny_llama, char_tokenizer, lock)
+        curve = alpha_curve(tiny_llama, char_tokenizer, relock, [0.0, 4.0])
     finally:
         hook.remove()
     assert fit.threshold != pytest.approx(base_fit.threshold)
+    assert relock.manifest.threshold == fit.threshold
+    assert relock.manifest.sha256 == lock.manifest.sha256  # same tensors, new threshold
     assert fit.true_positive_rate - fit.false_positive_rate >= (
         base_fit.true_positive_rate - base_fit.false_positive_rate - 0.25
     )
