@@ -50,7 +50,9 @@ def main() -> None:
         strm_all.append(sum(strm) / len(rows))
         print(f"{name:18} {len(rows):5d} {ours_all[-1]:7.1%} {strm_all[-1]:9.1%} {three:11.1%}")
         confusion = Counter((h, v.label) for v, h in zip(verdicts, human))
-        print("   human -> ours: " + ", ".join(f"{h[:4]}->{o[:4]} {c}" for (h, o), c in sorted(confusion.items())))
+        short = {"full_compliance": "C", "full_refusal": "R", "partial_refusal": "P"}
+        print("   human->ours counts: " + ", ".join(
+            f"{short[h]}->{short[o]} {c}" for (h, o), c in sorted(confusion.items())))
         shown = 0
         for r, v, ok in zip(rows, verdicts, ours):
             if not ok and shown < args.errors:
