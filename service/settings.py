@@ -8,12 +8,11 @@ go to Redis and jobs to Celery workers. The README's "Settings" section is the t
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PEPPER = "development-only-pepper"
@@ -57,7 +56,7 @@ class Settings(BaseSettings):
     max_steps: int | None = Field(None, description="Cap on optimiser steps per job (None = epochs decide).")
     alpha_grid: list[float] = Field(
         default_factory=lambda: [1.0, 2.0, 4.0, 6.0, 8.0],
-        description="Lock strengths tried by relock, smallest first (the paper fixes 6).",
+        description="Lock strengths tried by relock, a JSON list (the paper fixes 6).",
     )
     eval_prompts: str | None = Field(
         None, description="Evaluation prompts (JSONL/CSV with a `kind` column); default: `eval_prompts.jsonl` beside the base model."
@@ -72,18 +71,6 @@ class Settings(BaseSettings):
     )
     lease_seconds: int = Field(60, description="A running job's lease; a dead worker's lease expires after this.")
     max_deliveries: int = Field(3, description="Redeliveries of one job after lost workers before it fails.")
-
-    @field_validator("base_models", mode="before")
-    @classmethod
-    def _json_mapping(cls, value: object) -> object:
-        return json.loads(value) if isinstance(value, str) else value
-
-    @field_validator("alpha_grid", mode="before")
-    @classmethod
-    def _csv_floats(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [float(v) for v in value.split(",") if v.strip()]
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

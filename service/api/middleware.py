@@ -38,8 +38,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
             return error_response(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters.")
         records = request.app.state.context.records
         caller = records.hash_key(request.headers.get("authorization", ""))
-        body = await request.body()
-        fingerprint = hashlib.sha256(request.url.path.encode() + b"\0" + body).hexdigest()
+        fingerprint = _fingerprint(request.url.path, request.headers.get("content-type", ""), await request.body())
         slot = f"idem:{caller}:{hashlib.sha256(key.encode()).hexdigest()}"
         pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
         if not records.kv.put_if_absent(slot, pending):
@@ -65,6 +64,14 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         records.kv.put(slot, json.dumps(done))
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         return Response(content, status_code=response.status_code, headers=headers, media_type=response.media_type)
+
+
+def _fingerprint(path: str, content_type: str, body: bytes) -> str:
+    """The request's identity; a multipart body's random boundary does not count."""
+    _, _, boundary = content_type.partition("boundary=")
+    if boundary:
+        body = body.replace(boundary.strip('"').encode(), b"")
+    return hashlib.sha256(path.encode() + b"\0" + body).hexdigest()
 
 
 def install(app: FastAPI) -> None:

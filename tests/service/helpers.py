@@ -1,0 +1,58 @@
+"""Small helpers for the service tests: uploads, waiting on jobs, reading events."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def upload_records(client: httpx.Client, records: list[dict], name: str = "train.jsonl") -> str:
+    content = "".join(json.dumps(r) + "\n" for r in records).encode()
+    response = client.post("/v1/files", files={"file": (name, content, "application/jsonl")},
+                           data={"purpose": "fine-tune"})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def create_job(client: httpx.Client, **body) -> dict:
+    response = client.post("/v1/fine_tuning/jobs", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for(client: httpx.Client, job_id: str, predicate, timeout: float, what: str) -> dict:
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+        if predicate(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; job: {job}; events: {event_messages(client, job_id)[-10:]}")
+
+
+def wait_terminal(client: httpx.Client, job_id: str, timeout: float = 240) -> dict:
+    return wait_for(client, job_id, lambda j: j["status"] in TERMINAL, timeout, "a terminal status")
+
+
+def all_events(client: httpx.Client, job_id: str) -> list[dict]:
+    events, after = [], None
+    while True:
+        params = {"limit": 100, **({"after": after} if after else {})}
+        page = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params=params).json()
+        events += page["data"]
+        if not page["has_more"]:
+            return events
+        after = page["last_id"]
+
+
+def event_messages(client: httpx.Client, job_id: str) -> list[str]:
+    return [e["message"] for e in all_events(client, job_id)]
+
+
+def train_steps(events: list[dict]) -> list[int]:
+    return [e["data"]["step"] for e in events if e["type"] == "metrics" and e["data"] and "step" in e["data"]]
