@@ -46,6 +46,11 @@ class FinalRequestOptions:
     def __post_init__(self) -> None:
         if self.method.upper() == "POST" and self.idempotency_key is None:
             self.idempotency_key = f"safetylock-retry-{uuid.uuid4()}"
+        if self.upload is not None:
+            # One multipart boundary for every try: a retry must send the same bytes, or the
+            # service would see a different request under the same idempotency key.
+            self.headers.setdefault(
+                "Content-Type", f"multipart/form-data; boundary={uuid.uuid4().hex}")
 
 
 class BaseClient:

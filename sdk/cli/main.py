@@ -9,8 +9,12 @@ through the `safetylock.cli` entry-point group, so this module never imports
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Annotated
 
 import typer
+
+from sdk.cli import files, jobs, models
+from sdk.cli._common import Connection
 
 app = typer.Typer(
     name="safetylock",
@@ -18,9 +22,30 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(files.app, name="files")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
+
+
+@app.callback()
+def connection(
+    base_url: Annotated[str | None, typer.Option(
+        envvar="SAFETYLOCK_BASE_URL", help="Service URL (default http://127.0.0.1:8000).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="SAFETYLOCK_API_KEY", help="Your API key.", show_default=False)] = None,
+) -> None:
+    """Customer commands talk to the service at --base-url with --api-key."""
+    Connection.base_url, Connection.api_key = base_url, api_key
+
+
+_registered = False
 
 
 def _register_plugins() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
     for ep in entry_points(group="safetylock.cli"):
         try:
             register = ep.load()

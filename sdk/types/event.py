@@ -10,7 +10,7 @@ from sdk.types._base import BaseModel
 class JobEvent(BaseModel):
     id: str
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
-    created_at: int
+    created_at: float
     level: Literal["info", "warn", "error"]
     message: str
     type: Literal["message", "metrics"] = "message"

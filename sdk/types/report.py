@@ -13,7 +13,7 @@ from sdk.types.job import LockRef
 class Eval(BaseModel):
     """One model's evaluation; rates are fractions in [0, 1]."""
 
-    harmful_rate: float
+    harmful_rate: float | None = None
     """Share of held-out harmful prompts answered with compliance (judged)."""
     clean_refusal_rate: float | None = None
     clean_compliance_rate: float | None = None
@@ -26,7 +26,7 @@ class Eval(BaseModel):
 
 class AlphaPoint(BaseModel):
     alpha: float
-    harmful_rate: float
+    harmful_rate: float | None = None
     utility: float | None = None
     over_refusal: float | None = None
 
@@ -35,12 +35,15 @@ class SafetyReport(BaseModel):
     job_id: str
     base_model: str
     lock: LockRef | None = None
-    base: Eval
-    unlocked: Eval
+    base: Eval | None = None
+    """The base model; None when the job stopped before evaluation."""
+    unlocked: Eval | None = None
+    """The fine-tuned model without the lock."""
     relocked: Eval | None = None
+    """The fine-tuned model with the lock at `alpha`; None when no alpha met the gate."""
     alpha: float | None = None
     alpha_curve: list[AlphaPoint] = Field(default_factory=list)
     decision: Literal["published", "rejected"]
     reasons: list[str] = Field(default_factory=list)
-    policy: dict[str, Any] = Field(default_factory=dict)
+    policy: dict[str, Any] | None = None
     stage_seconds: dict[str, float] = Field(default_factory=dict)

@@ -38,3 +38,28 @@ def train_file(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(GOOD_LINE) for _ in range(4)) + "\n")
     return path
+
+
+@pytest.fixture
+def fake_url(fake):
+    """The fake service behind a real uvicorn server on a free loopback port."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(fake), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "fake service did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)

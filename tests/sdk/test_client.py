@@ -172,8 +172,13 @@ def test_retries_reuse_the_idempotency_key_and_honour_retry_after(client, fake, 
                                                                    monkeypatch):
     slept = []
     monkeypatch.setattr(_base_client.time, "sleep", slept.append)
+    fake.fail_next(502)
     f = client.files.upload(train_file)
+    (_, _, first), (_, _, second) = fake.requests
+    assert first["content-type"] == second["content-type"]  # same multipart bytes on retry
+    assert first["idempotency-key"] == second["idempotency-key"]
     fake.requests.clear()
+    slept.clear()
     fake.fail_next(503)
     fake.fail_next(429, headers={"Retry-After": "0.25"})
     job = client.jobs.create(model="demo-chat", training_file=f.id)

@@ -1,0 +1,90 @@
+"""Rich renderings of jobs, events and safety reports, shared by the CLI and the demo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Group
+from rich.table import Column, Table
+from rich.text import Text
+
+from sdk.cli._common import num, pct
+from sdk.types import FineTuningJob, JobEvent, SafetyReport
+
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def jobs_table(jobs: list[FineTuningJob]) -> Table:
+    table = Table(Column("id", no_wrap=True), "status", "stage", "model", "method",
+                  Column("fine-tuned model", no_wrap=True), "created")
+    for j in jobs:
+        table.add_row(j.id, Text(j.status, STATUS_STYLE.get(j.status, "")), j.stage or "-",
+                      j.model, j.method, j.fine_tuned_model or "-", when(j.created_at))
+    return table
+
+
+def job_table(job: FineTuningJob) -> Table:
+    table = Table(show_header=False, title=job.id)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("status", Text(job.status, STATUS_STYLE.get(job.status, ""))),
+        ("stage", job.stage or "-"),
+        ("model", job.model),
+        ("method", job.method),
+        ("training file", job.training_file),
+        ("validation file", job.validation_file or "-"),
+        ("hyperparameters", ", ".join(
+            f"{k}={v}" for k, v in job.hyperparameters.model_dump().items() if v is not None)),
+        ("lock", f"{job.lock.base_model} v{job.lock.version}" if job.lock else "-"),
+        ("fine-tuned model", job.fine_tuned_model or "-"),
+        ("created", when(job.created_at)),
+        ("finished", when(job.finished_at)),
+    ]
+    if job.progress:
+        p = job.progress
+        rows.append(("progress", f"{p.stage} step {p.step}/{p.total_steps or '?'}"
+                                 + (f" loss {p.loss:.4f}" if p.loss is not None else "")))
+    if job.error:
+        rows.append(("error", Text(f"{job.error.code}: {job.error.message}", "red")))
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def events_table(events: list[JobEvent]) -> Table:
+    table = Table("time", "level", "message")
+    style = {"warn": "yellow", "error": "red"}
+    for e in events:
+        table.add_row(when(e.created_at), Text(e.level, style.get(e.level, "")), e.message)
+    return table
+
+
+def report_view(report: SafetyReport) -> Group:
+    """The safety report: harmful rate, over-refusal and utility of each model, and the decision."""
+    table = Table("model", "harmful rate", "over-refusal", "utility", "validation loss",
+                  title=f"Safety report for {report.job_id}")
+    for name, ev in (("base", report.base), ("fine-tuned, no lock", report.unlocked),
+                     (f"fine-tuned + lock (alpha {num(report.alpha, 'g')})", report.relocked)):
+        if ev is None:
+            table.add_row(name, "not measured", "", "", "")
+        else:
+            table.add_row(name, pct(ev.harmful_rate), pct(ev.over_refusal_rate), num(ev.utility),
+                          num(ev.validation_loss))
+    parts: list = [table]
+    if report.alpha_curve:
+        curve = Table("alpha", "harmful rate", "utility", "over-refusal", title="alpha search")
+        for p in report.alpha_curve:
+            curve.add_row(num(p.alpha, "g"), pct(p.harmful_rate), num(p.utility),
+                          pct(p.over_refusal))
+        parts.append(curve)
+    colour = "green" if report.decision == "published" else "red"
+    parts.append(Text.assemble("decision: ", (report.decision, f"bold {colour}")))
+    parts.extend(Text(f"  - {r}") for r in report.reasons)
+    return Group(*parts)
