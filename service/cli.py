@@ -28,12 +28,16 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: solo (one job in this process) or prefork.")] = "solo",
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (prefork only).")] = 1,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues to consume (see SAFETYLOCK_QUEUES); default `safetylock`.")
+    ] = None,
 ) -> None:
     """Run a Celery worker for fine-tuning jobs (needs SAFETYLOCK_BROKER_URL)."""
     from service.worker.celery_app import QUEUE
     from service.worker.tasks import app
 
-    app.worker_main(["worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "-Q", QUEUE])
+    args = [f"--pool={pool}", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "-Q", queues or QUEUE]
+    app.worker_main(["worker", *args])
 
 
 @admin_app.command("create-tenant")

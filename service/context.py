@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -25,13 +25,12 @@ RUN_JOB_TASK = "safetylock.run_job"
 
 
 class Dispatcher(Protocol):
-    def submit(self, job_id: str) -> None: ...
+    def submit(self, job_id: str, model: str) -> None: ...
 
 
 @dataclass
 class ServiceContext:
     settings: Settings
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def store(self) -> Any:
@@ -78,14 +77,26 @@ class EmbeddedDispatcher:
         self._ctx = ctx
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safetylock-job")
 
-    def submit(self, job_id: str) -> None:
-        self._pool.submit(self._run, job_id)
+    def submit(self, job_id: str, model: str) -> None:
+        self._pool.submit(self._run, job_id, model)
 
-    def _run(self, job_id: str) -> None:
-        from service.pipeline.workflow import run_job
+    def resume_pending(self) -> int:
+        """Resubmit every unfinished job (after a restart of the embedded service)."""
+        records = self._ctx.records
+        pending = [j for t in records.tenants() for j in records.list_jobs(t.id) if not j.terminal]
+        for job in reversed(pending):  # oldest first
+            self.submit(job.id, job.model)
+        return len(pending)
+
+    def _run(self, job_id: str, model: str) -> None:
+        from service.pipeline.workflow import JobBusy, run_job
 
         try:
             run_job(self._ctx, job_id)
+        except JobBusy:  # an earlier process's lease has not lapsed yet: look again later
+            timer = threading.Timer(self._ctx.settings.lease_seconds, self.submit, args=[job_id, model])
+            timer.daemon = True
+            timer.start()
         except Exception:  # the workflow records its own failures; this is the last resort
             log.exception("job %s crashed", job_id)
 
@@ -94,9 +105,11 @@ class CeleryDispatcher:
     """Enqueues by task name, so the API process never imports torch or TRL."""
 
     def __init__(self, settings: Settings) -> None:
-        from service.worker.celery_app import make_celery
+        from service.worker.celery_app import QUEUE, make_celery
 
         self._app = make_celery(settings)
+        self._queues, self._default_queue = settings.queues, QUEUE
 
-    def submit(self, job_id: str) -> None:
-        self._app.send_task(RUN_JOB_TASK, args=[job_id])
+    def submit(self, job_id: str, model: str) -> None:
+        """Enqueue on the base model's queue (the workers with fitting accelerators)."""
+        self._app.send_task(RUN_JOB_TASK, args=[job_id], queue=self._queues.get(model, self._default_queue))

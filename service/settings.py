@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Known base models, JSON `{"id": "path or hub id"}`; jobs naming others are refused.',
     )
+    queues: dict[str, str] = Field(
+        default_factory=dict,
+        description='Celery queue per base model, JSON `{"id": "queue"}` (one queue per accelerator type); others go to `safetylock`.',
+    )
     max_file_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted upload, in bytes.")
     max_examples: int = Field(100_000, description="Most examples in one training file.")
     max_example_tokens: int = Field(4096, description="Most tokens in one example (tokenised with the base model's tokenizer).")

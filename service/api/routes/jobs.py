@@ -63,7 +63,7 @@ def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
     job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, **body.model_dump())
     ctx.records.add_job(job)
     ctx.records.add_event(job.id, f"Created fine-tuning job {job.id} on {job.model}.", once="created")
-    ctx.dispatcher.submit(job.id)
+    ctx.dispatcher.submit(job.id, job.model)
     return job.public()
 
 
