@@ -34,12 +34,28 @@ BAD_CREDENTIALS = {
 CONDITION_FAILED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
+_loader = None
+
+
+def _fresh_session():
+    """A boto3 session that reads credentials from the environment now (boto3's default
+    session caches them), sharing one loader of botocore's data files (slow to parse)."""
+    global _loader
+    import boto3.session
+    import botocore.session
+
+    core = botocore.session.get_session()
+    if _loader is None:
+        _loader = core.get_component("data_loader")
+    core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
 class S3Store(ObjectStore):
     """Objects under ``prefix`` in one bucket."""
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  client=None) -> None:  # fmt: skip
-        import boto3.session
         from botocore.config import Config
 
         if not bucket:
@@ -53,9 +69,9 @@ class S3Store(ObjectStore):
             s3={"addressing_style": "path"},
             retries={"max_attempts": 5, "mode": "standard"},
         )
-        # a fresh session reads the environment now (boto3's default session caches it)
-        session = boto3.session.Session()
-        self.client = client or session.client("s3", endpoint_url=endpoint_url, config=config)
+        self.client = client or _fresh_session().client(
+            "s3", endpoint_url=endpoint_url, config=config
+        )
 
     # keys -----------------------------------------------------------------
     def _key(self, key: str) -> str:
