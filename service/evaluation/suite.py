@@ -250,8 +250,6 @@ def evaluate_model(
 
 def _describe(lock: Any) -> str:
     manifest = getattr(lock, "manifest", None)
-    for attr in ("base_model_id", "base_model", "name"):
-        value = getattr(manifest, attr, None) or getattr(lock, attr, None)
-        if value:
-            return str(value)
-    return type(lock).__name__
+    kind = getattr(manifest, "kind", None) or type(lock).__name__
+    base = getattr(getattr(manifest, "base_model", None), "id", None)
+    return f"{kind} lock of {base}" if base else str(kind)
