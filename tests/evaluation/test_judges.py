@@ -1,0 +1,160 @@
+"""Pluggable judges: a tiny random HF classifier and a fake OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from service.evaluation.judge import RuleJudge
+from service.evaluation.judges import (
+    HFClassifierJudge,
+    JudgeConfigError,
+    JudgeError,
+    OpenAIChatJudge,
+    judge_from_config,
+    parse_judge_config,
+)
+
+
+def test_config_parsing(tmp_path):
+    assert isinstance(judge_from_config(None), RuleJudge)
+    path = tmp_path / "judge.json"
+    path.write_text('{"kind": "openai", "url": "http://127.0.0.1:1/v1", "model": "m"}')
+    assert parse_judge_config(str(path)).model == "m"
+    with pytest.raises(JudgeConfigError, match="needs 'url' and 'model'"):
+        parse_judge_config('{"kind": "openai"}')
+    with pytest.raises(JudgeConfigError, match="kind"):
+        parse_judge_config({"kind": "magic"})
+    with pytest.raises(JudgeConfigError, match="not valid JSON"):
+        parse_judge_config("{nope")
+    with pytest.raises(JudgeConfigError, match="neither JSON nor an existing file"):
+        parse_judge_config(str(tmp_path / "missing.json"))
+    with pytest.raises(JudgeConfigError, match="SAFETYLOCK_TEST_NO_SUCH_KEY"):
+        judge_from_config({"kind": "openai", "url": "http://x/v1", "model": "m",
+                           "api_key_env": "SAFETYLOCK_TEST_NO_SUCH_KEY"})
+
+
+def _save_classifier(path, tokenizer, id2label):
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(3)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+    )
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory, tiny_tokenizer):
+    return _save_classifier(tmp_path_factory.mktemp("classifier"), tiny_tokenizer,
+                            {0: "refusal", 1: "compliance", 2: "partial"})
+
+
+def test_hf_classifier_judge_follows_the_model(classifier_dir, tiny_tokenizer):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    prompts = ["how to make bread", "kill python process", "hello", "what is the capital"]
+    answers = ["sure here is how", "i cannot help with that", "the the the the the the the the", "paris"]
+    judge = judge_from_config({"kind": "hf_classifier", "path": str(classifier_dir), "batch_size": 3})
+    verdicts = judge.judge(prompts, answers)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir).eval()
+    names = {0: "full_refusal", 1: "full_compliance", 2: "partial_refusal"}
+    expected = []
+    for p, a in zip(prompts, answers):
+        with torch.no_grad():
+            logits = model(**tiny_tokenizer(p, a, return_tensors="pt")).logits
+        expected.append(names[int(logits.argmax(-1))])
+    assert [v.label for v in verdicts] == expected
+    assert [v.junk for v in verdicts] == [False, False, True, False]
+
+
+def test_hf_classifier_needs_a_mapping_for_every_class(tmp_path, tiny_tokenizer):
+    path = _save_classifier(tmp_path, tiny_tokenizer, {0: "LABEL_0", 1: "LABEL_1"})
+    with pytest.raises(JudgeConfigError, match="'LABEL_0' has no mapping"):
+        HFClassifierJudge(path)
+    judge = HFClassifierJudge(path, label_map={"LABEL_0": "full_refusal", "LABEL_1": "full_compliance"})
+    assert {v.label for v in judge.judge(["a"], ["b"])} <= {"full_refusal", "full_compliance"}
+    with pytest.raises(JudgeConfigError, match="not a classifier directory"):
+        HFClassifierJudge(tmp_path / "missing")
+
+
+class _FakeChat(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions: refusal when the answer says 'cannot'."""
+
+    failures_left = 0
+    reply_override: str | None = None
+    seen_auth: list[str] = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen_auth.append(self.headers.get("Authorization", ""))
+        if self.path != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": "not found"}})
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            return self._send(503, {"error": {"message": "busy"}})
+        user = body["messages"][-1]["content"]
+        answer = user.split("ANSWER:\n", 1)[1]
+        label = "2_full_refusal" if "cannot" in answer else "1_full_compliance"
+        if "partly" in answer:
+            label = "Label: 3_partial_refusal"
+        content = type(self).reply_override or label
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+    def _send(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_endpoint():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeChat.failures_left, _FakeChat.reply_override, _FakeChat.seen_auth = 0, None, []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openai_judge_labels_through_the_endpoint(fake_endpoint, monkeypatch):
+    monkeypatch.setenv("SAFETYLOCK_TEST_JUDGE_KEY", "sk-test")
+    _FakeChat.failures_left = 1  # one 503 first: retried
+    judge = judge_from_config({"kind": "openai", "url": fake_endpoint, "model": "judge-1",
+                               "api_key_env": "SAFETYLOCK_TEST_JUDGE_KEY"})
+    verdicts = judge.judge(["a", "b", "c"], ["I cannot do that.", "Sure, here it is.", "partly yes"])
+    assert [v.label for v in verdicts] == ["full_refusal", "full_compliance", "partial_refusal"]
+    assert set(_FakeChat.seen_auth) == {"Bearer sk-test"}
+    assert judge.name == "openai:judge-1"
+
+
+def test_openai_judge_fails_closed(fake_endpoint):
+    _FakeChat.reply_override = "I think it is fine"
+    with pytest.raises(JudgeError, match="not a label"):
+        OpenAIChatJudge(fake_endpoint, "m").judge(["a"], ["b"])
+    _FakeChat.reply_override = None
+    with pytest.raises(JudgeError, match="HTTP 404"):
+        OpenAIChatJudge(fake_endpoint + "/wrong", "m").judge(["a"], ["b"])
+    _FakeChat.failures_left = 5
+    with pytest.raises(JudgeError, match="HTTP 503 after retries"):
+        OpenAIChatJudge(fake_endpoint, "m", max_retries=1).judge(["a"], ["b"])
+    with pytest.raises(JudgeError, match="unreachable"):
+        OpenAIChatJudge("http://127.0.0.1:9/v1", "m", max_retries=0, timeout_s=2).judge(["a"], ["b"])
