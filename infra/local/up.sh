@@ -6,8 +6,11 @@
 # operator command needs) go to one folder; infra/local/down.sh stops exactly what
 # this started. The last line printed is the API's URL.
 #
-#   infra/local/up.sh [--dir DIR] [--timeout SECONDS]
+#   infra/local/up.sh [--dir DIR] [--queues Q1,Q2] [--timeout SECONDS]
 #
+# --dir: the folder (default infra/local/.run); --queues: what the worker consumes
+# (default `safetylock`; route base models to queues with SAFETYLOCK_QUEUES);
+# --timeout: how long to wait for everything to answer (default 90 s).
 # Environment: VENV (default: the repository's .venv). The API and the worker inherit
 # the caller's environment, so other SAFETYLOCK_* settings (e.g. SAFETYLOCK_BASE_MODELS)
 # pass through; the stack's own connection settings (stack.env) override them.
@@ -17,11 +20,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 dir="$here/.run"
 timeout=90
+queues=safetylock
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dir) dir="$2"; shift 2 ;;
+        --queues) queues="$2"; shift 2 ;;
         --timeout) timeout="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "up.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -91,6 +96,7 @@ SAFETYLOCK_API_KEY_PEPPER='$(secret)'
 AWS_ACCESS_KEY_ID='$s3_access'
 AWS_SECRET_ACCESS_KEY='$s3_secret'
 AWS_DEFAULT_REGION='us-east-1'
+AWS_ENDPOINT_URL='http://127.0.0.1:$s3_port'
 SAFETYLOCK_BASE_URL='http://127.0.0.1:$api_port'
 EOF
 umask 022
@@ -122,7 +128,7 @@ wait_for redis env REDISCLI_AUTH="$redis_password" redis-cli -h 127.0.0.1 -p "$r
 wait_for s3 "$py" "$here/make_bucket.py" safetylock
 
 start api "$venv/bin/safetylock" serve --host 127.0.0.1 --port "$api_port"
-start worker "$venv/bin/safetylock" worker --concurrency 1
+start worker "$venv/bin/safetylock" worker --queues "$queues" --concurrency 1
 wait_for api "$py" -c "import sys, urllib.request as r; sys.exit(r.urlopen('$SAFETYLOCK_BASE_URL/healthz', timeout=2).status != 200)"
 wait_for worker "$venv/bin/celery" --broker "$SAFETYLOCK_BROKER_URL" inspect ping --timeout 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from kubernetes_validate import validate
@@ -68,24 +70,40 @@ def test_api_probes_health_and_is_scaled_and_protected() -> None:
     assert all(service["spec"]["selector"][k] == labels[k] for k in service["spec"]["selector"])
 
 
+def _queues(container: dict) -> list[str]:
+    args = container["args"]
+    return args[args.index("--queues") + 1].split(",")
+
+
 def test_one_gpu_worker_deployment_and_queue_per_accelerator() -> None:
     workers = _workers()
     assert len(workers) >= 2
-    queues, accelerators = [], []
+    own_queues, accelerators = [], []
     for worker in workers:
         pod = worker["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["resources"]["requests"]["nvidia.com/gpu"] == 1
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-        assert "nvidia.com/gpu.product" in pod["nodeSelector"]
-        args = container["args"]
-        queues.append(args[args.index("--queues") + 1])
+        own_queues.append(_queues(container)[0])
         accelerators.append(pod["nodeSelector"]["nvidia.com/gpu.product"])
         # Long enough for a running training stage to checkpoint after SIGTERM.
         assert pod["terminationGracePeriodSeconds"] >= 600
         labels = worker["spec"]["template"]["metadata"]["labels"]
         assert any(_matches(p["spec"]["selector"], labels) for p in k8s_kind("PodDisruptionBudget"))
-    assert len(set(queues)) == len(queues) and len(set(accelerators)) == len(accelerators)
+    assert len(set(own_queues)) == len(own_queues) and len(set(accelerators)) == len(accelerators)
+
+
+def test_every_base_model_reaches_a_consumed_queue() -> None:
+    from service.worker.celery_app import QUEUE
+
+    data = k8s_kind("ConfigMap")[0]["data"]
+    routes = json.loads(data["SAFETYLOCK_QUEUES"])
+    consumed = {
+        q for w in _workers() for q in _queues(w["spec"]["template"]["spec"]["containers"][0])
+    }
+    for model in json.loads(data["SAFETYLOCK_BASE_MODELS"]):
+        assert routes.get(model, QUEUE) in consumed, model
+    assert QUEUE in consumed, "models without a route must still be served"
 
 
 def test_pods_run_unprivileged() -> None:
