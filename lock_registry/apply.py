@@ -158,3 +158,6 @@ def _restorer(proj: nn.Linear, original: nn.Parameter | None) -> Undo:
 
 
 register_applier("head_bias", _apply_head_bias)
+
+# Appliers defined in their own modules register themselves on import.
+import lock_registry.conditional_apply  # noqa: F401  (kind "conditional")

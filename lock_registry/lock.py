@@ -285,3 +285,6 @@ def _check_head_bias(manifest: LockManifest, tensors: Mapping[str, torch.Tensor]
 
 
 register_kind("head_bias", _check_head_bias)
+
+# Lock kinds defined in their own modules register themselves on import.
+import lock_registry.conditional  # noqa: F401  (kind "conditional")

@@ -240,7 +240,7 @@ def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_to
         hook.remove()
     assert fit.threshold != pytest.approx(base_fit.threshold)
     assert relock.manifest.threshold == fit.threshold
-    assert relock.manifest.sha256 == lock.manifest.sha256  # same tensors, new threshold
+    assert all(torch.equal(relock.tensors[k], v) for k, v in lock.tensors.items())
     assert fit.true_positive_rate - fit.false_positive_rate >= (
         base_fit.true_positive_rate - base_fit.false_positive_rate - 0.25
     )
