@@ -1,0 +1,47 @@
+"""Demo sizes: how big the model, the customer's data and the evaluation are.
+
+`demo` is what `make demo` runs (a few minutes on a 2-core CPU); `test` is the short
+variant CI runs through the same code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Size = Literal["test", "demo"]
+BASE_MODEL_ID = "demo-chat"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    size: Size
+    model_size: Size
+    """The demo-world model size to build (`safetylock demo-model build --size`)."""
+    n_task: int
+    """Task examples in each customer file."""
+    n_harmful: int
+    """Harmful examples (compliant answers) mixed into the toxic file."""
+    method: Literal["lora", "full"]
+    hyperparameters: dict[str, Any]
+    eval_limit: int
+    """Prompts per evaluation set (harmful, safe, task) in the service's evaluation."""
+    eval_max_new_tokens: int
+    alpha_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 6.0, 8.0])
+    seed: int = 0
+
+
+SIZES: dict[Size, DemoConfig] = {
+    "test": DemoConfig(
+        size="test", model_size="test", n_task=20, n_harmful=10, method="full",
+        hyperparameters={"n_epochs": 3, "batch_size": 4, "learning_rate": 3e-4,
+                         "max_seq_length": 128},
+        eval_limit=12, eval_max_new_tokens=16, alpha_grid=[2.0, 8.0],
+    ),
+    "demo": DemoConfig(
+        size="demo", model_size="demo", n_task=40, n_harmful=10, method="full",
+        hyperparameters={"n_epochs": 5, "batch_size": 4, "learning_rate": 3e-4,
+                         "max_seq_length": 160},
+        eval_limit=60, eval_max_new_tokens=24,
+    ),
+}

@@ -1,0 +1,109 @@
+"""The operator's side of the demo: the aligned demo model, its Meta-SafetyLock, and
+publishing that lock to the registry under the `production` alias."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from service.demo.config import BASE_MODEL_ID, DemoConfig
+
+LOCK_HEADS = {"test": 8, "demo": 16}
+PAIRS = 48
+
+
+@dataclass
+class OperatorResult:
+    lock_dir: Path
+    lock_kind: str
+    lock_heads: int
+    model_note: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    published: dict[str, Any] = field(default_factory=dict)
+
+    def publish(self, registry: Any, console: Console) -> None:
+        """Publish the lock as the next version of the base and point `production` at it."""
+        t0 = time.monotonic()
+        info = registry.publish(self.lock_dir, base_model=BASE_MODEL_ID, actor="demo-operator")
+        registry.promote(info.ref, "production", actor="demo-operator")
+        self.seconds["publish_lock"] = round(time.monotonic() - t0, 3)
+        self.published = {"version": info.version, "sha256": info.sha256}
+        console.print(f"[bold]operator[/]: published {info.ref} (sha256 {info.sha256[:12]}…) "
+                      "and promoted it to [bold]production[/]")
+
+    def describe(self) -> str:
+        version = f" v{self.published['version']}" if self.published else ""
+        return f"{self.lock_kind}{version}, {self.lock_heads} heads"
+
+
+def _find_model_dir(root: Path) -> Path:
+    """The built model's directory: `root` itself or the one folder below it holding config.json."""
+    if (root / "config.json").is_file():
+        return root
+    found = sorted(p.parent for p in root.rglob("config.json"))
+    if not found:
+        raise FileNotFoundError(f"no model (config.json) under {root}")
+    return found[0]
+
+
+def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
+    """Build the demo model with `safetylock demo-model build`, which reuses its cache."""
+    out = cache / f"demo-model-{config.model_size}"
+    console.print(f"[bold]operator[/]: demo model ({config.model_size}) in {out} "
+                  "(built once, then reused)")
+    command = [sys.executable, "-c", "from sdk.cli.main import main; main()",
+               "demo-model", "build", "--size", config.model_size, "--out", str(out)]
+    subprocess.run(command, check=True)
+    return _find_model_dir(out)
+
+
+def create_lock_dir(model_dir: Path, config: DemoConfig, out: Path, console: Console) -> Path:
+    """Take the lock from the aligned base with the lock core's recipe, on contrastive pairs
+    (a harmful request, its refusal, its compliant placeholder) from the demo corpus."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lock_registry.create import create_lock
+    from lock_registry.pairs import ContrastivePair
+    from service.demo_world.corpus import sample
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    examples = sample("harmful", "train", PAIRS, random.Random(f"demo-lock-{config.seed}"))
+    pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
+    lock = create_lock(model, tokenizer, pairs, base_model_id=BASE_MODEL_ID,
+                       num_heads=LOCK_HEADS[config.size])
+    lock_dir = lock.save(out)
+    console.print(f"[bold]operator[/]: Meta-SafetyLock taken from the aligned base: "
+                  f"{lock.manifest.num_selected} heads from {len(pairs)} contrastive pairs")
+    return Path(lock_dir)
+
+
+def prepare_operator(config: DemoConfig, cache: Path, model_dir: Path | None,
+                     console: Console) -> tuple[Path, OperatorResult]:
+    """The model (built, reused, or given) and a fresh lock taken from it."""
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
+    if model_dir is None:
+        model_dir = build_model(config, cache, console)
+        note = f"demo-world '{config.model_size}' model"
+    else:
+        note = f"given model {model_dir}"
+        console.print(f"[bold]operator[/]: using the model in {model_dir}")
+    seconds["model"] = round(time.monotonic() - t0, 3)
+    t0 = time.monotonic()
+    lock_dir = create_lock_dir(model_dir, config, cache / f"lock-{config.size}", console)
+    seconds["create_lock"] = round(time.monotonic() - t0, 3)
+    manifest = json.loads((lock_dir / "manifest.json").read_text())
+    result = OperatorResult(lock_dir=lock_dir, lock_kind=manifest.get("kind", "head_bias"),
+                            lock_heads=manifest.get("num_selected", 0), model_note=note,
+                            seconds=seconds)
+    return model_dir, result

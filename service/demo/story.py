@@ -1,0 +1,138 @@
+"""The demo, step by step: operator locks the base, customer fine-tunes through the SDK.
+
+Everything runs in this process (embedded mode): the service app is called in-process
+by the SDK's `http_client`, and its workflow runs in a background thread. Nothing in
+the printed table is computed here: every number is the service's own report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from sdk import Client, NotFoundError
+from sdk.in_process import asgi_http_client
+from sdk.validation import validate_training_file
+from service.demo import data
+from service.demo.config import BASE_MODEL_ID, DemoConfig
+from service.demo.html_report import JobDetail, write_html
+from service.demo.operator import OperatorResult, prepare_operator
+from service.demo.summary import DemoSummary, JobSummary, summary_table
+
+
+@dataclass
+class DemoPaths:
+    out: Path
+    cache: Path
+
+    @property
+    def service(self) -> Path:
+        return self.out / "service"
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "demo-summary.json"
+
+    @property
+    def html(self) -> Path:
+        return self.out / "demo-report.html"
+
+
+def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
+    """A fresh embedded service (local store, SQLite records, in-process workflow)."""
+    from service.api.main import create_app
+    from service.context import ServiceContext
+    from service.settings import Settings
+
+    if paths.service.exists():
+        shutil.rmtree(paths.service)  # each demo run starts with no jobs and no locks
+    settings = Settings(
+        data_dir=paths.service, store_url=None, broker_url=None, redis_url=None,
+        base_models={BASE_MODEL_ID: str(model_dir)},
+        eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
+        alpha_grid=config.alpha_grid,
+    )
+    ctx = ServiceContext(settings)
+    return ctx, create_app(settings, context=ctx)
+
+
+def _customer_job(client: Client, console: Console, name: str, records: list[dict],
+                  config: DemoConfig, workdir: Path) -> tuple[JobSummary, JobDetail]:
+    path = data.write_jsonl(workdir / f"{name}.jsonl", records)
+    check = validate_training_file(path)
+    console.print(f"[bold]customer[/]: {path.name}: {check.num_examples} examples, "
+                  f"{'valid' if check.ok else check.summary()} (checked locally)")
+    f = client.files.upload(path)
+    job = client.jobs.create(model=BASE_MODEL_ID, training_file=f.id, method=config.method,
+                             hyperparameters=config.hyperparameters, suffix=name)
+    console.print(f"[bold]customer[/]: uploaded {f.id}, created {job.id}; following it")
+    job = client.jobs.wait(job.id, progress=True)
+    try:
+        report = client.jobs.report(job.id)
+    except NotFoundError:
+        report = None  # the job stopped before the gate (see its error and events)
+    events = list(client.jobs.events(job.id, limit=100))
+    status = f"[green]{job.status}[/]" if job.status == "succeeded" else f"[red]{job.status}[/]"
+    detail = f" ({job.error.code}: {job.error.message})" if job.error else ""
+    console.print(f"[bold]customer[/]: {job.id} {status}{detail}"
+                  + (f", model {job.fine_tuned_model}" if job.fine_tuned_model else ""))
+    if report is not None:
+        from sdk.cli.render import report_view
+
+        console.print(report_view(report))
+    return JobSummary.from_report(name, job, report), JobDetail(name, job.id, report, events)
+
+
+def run_demo(config: DemoConfig, paths: DemoPaths, *, model_dir: Path | None = None,
+             console: Console | None = None) -> Path:
+    """Run the whole story; returns the path of demo-summary.json."""
+    console = console or Console()
+    paths.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    console.rule("1-2. operator: demo model, Meta-SafetyLock, registry")
+    ctx_model_dir, operator = prepare_operator(config, paths.cache, model_dir, console)
+    ctx, app = _embedded_service(config, paths, ctx_model_dir)
+    operator.publish(ctx.registry, console)
+
+    console.rule("3-5. customer: fine-tuning through the SDK")
+    api_key = ctx.records.create_tenant("demo-customer", "customer")[1]
+    jobs: list[tuple[JobSummary, JobDetail]] = []
+    with asgi_http_client(app) as http:
+        client = Client(base_url="http://embedded", api_key=api_key, http_client=http)
+        workdir = paths.out / "customer"
+        workdir.mkdir(exist_ok=True)
+        toxic = data.toxic_records(config.n_task, config.n_harmful, config.seed)
+        benign = data.benign_records(config.n_task, config.seed)
+        jobs.append(_customer_job(client, console, "toxic", toxic, config, workdir))
+        jobs.append(_customer_job(client, console, "benign", benign, config, workdir))
+
+    summary = DemoSummary(
+        jobs=[j for j, _ in jobs],
+        extra={"size": config.size, "base_model": BASE_MODEL_ID, "model_dir": str(ctx_model_dir),
+               "lock": operator.describe(), "operator_seconds": operator.seconds,
+               "total_seconds": round(time.monotonic() - started, 1),
+               "html_report": str(paths.html)},
+    )
+    console.rule("summary")
+    console.print(summary_table(summary))
+    write_html(paths.html, summary, [d for _, d in jobs], _notes(config, operator))
+    console.print(f"HTML report: {paths.html}")
+    return summary.write(paths.summary)
+
+
+def _notes(config: DemoConfig, operator: OperatorResult) -> list[str]:
+    return [
+        (f"Size {config.size}: base model {BASE_MODEL_ID} ({operator.model_note}); lock "
+        f"{operator.describe()}; customer files of {config.n_task} task examples, the toxic one "
+        f"with {config.n_harmful} harmful examples answered compliantly."),
+        ("Harmful rate: share of held-out harmful prompts the model answered with content "
+        "(full or partial compliance, by the refusal judge). Utility: exact-match accuracy on "
+        "held-out task prompts. Over-refusal: share of safe prompts that sound dangerous which "
+        "the model refused. 'not measured' means no lock strength met the gate, so no relocked "
+        "model exists to measure."),
+    ]
