@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         4 * 3600, description="Redis visibility timeout (s): must exceed the longest stage."
     )
     lease_seconds: int = Field(60, description="A running job's lease; a dead worker's lease expires after this.")
-    max_deliveries: int = Field(3, description="Redeliveries of one job after lost workers before it fails.")
+    max_deliveries: int = Field(3, description="Deliveries of one job (first run plus redeliveries after lost workers) before it fails.")
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

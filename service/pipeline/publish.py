@@ -1,7 +1,7 @@
 """publish: the relocked model under `models/{tenant}/{model_id}/`, manifest last.
 
-The weights are baked with the lock (`save_locked`), the lock itself and the report lie
-beside them, and `manifest.json` (every file's sha256) is written only when all else is
+The weights are baked with the lock where the family allows it (`save_locked`; the lock
+and its alpha are kept in `safetylock/` either way), the report lies beside them, and `manifest.json` (every file's sha256) is written only when all else is
 in place: a model without a manifest was never published. The model id derives from the
 job id, so a publish repeated after a lost worker rewrites the same model, never a second.
 """
@@ -37,8 +37,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
     shutil.rmtree(out, ignore_errors=True)
     model, tokenizer = trained_model(sc)
     lock = job_lock(sc)
-    save_locked(model, tokenizer, lock, alpha, out / "model")
-    lock.save(out / "lock")
+    save_locked(model, tokenizer, lock, alpha, out)  # weights, tokenizer, safetylock/ (lock + alpha)
     report = build_report(sc, "published", [])
     report["stage_seconds"]["publish"] = round(time.monotonic() - started, 3)
     (out / "report.json").write_bytes(dumps(report))

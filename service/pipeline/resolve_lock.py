@@ -6,10 +6,12 @@ base has no lock before anything is queued.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from service.pipeline.context import StageContext, StageFailure
 
+log = logging.getLogger(__name__)
 ALIAS = "production"
 
 
@@ -19,19 +21,20 @@ class LockNotFound(Exception):
 
 def find_lock(registry: Any, base_model: str, version: int | None) -> dict[str, Any]:
     """{"base_model", "version", "sha256"} of the lock a job on `base_model` uses."""
-    from lock_registry.registry import RegistryError
+    from lock_registry.registry_types import RegistryError
 
     try:
-        entry = registry.resolve(base_model, f"v{version}" if version else ALIAS)
+        entry = registry.resolve(f"{base_model}@v{version}" if version else f"{base_model}@{ALIAS}")
     except RegistryError as exc:
-        pinned = f"version {version}" if version else f"a {ALIAS!r} lock"
-        raise LockNotFound(f"Base model {base_model!r} has no {pinned} in the lock registry: {exc}") from exc
+        log.info("no lock for %s (version %s): %s", base_model, version, exc)
+        pinned = f"lock version {version}" if version else f"{ALIAS!r} lock"
+        raise LockNotFound(f"Base model {base_model!r} has no {pinned} in the lock registry.") from exc
     return {"base_model": base_model, "version": entry.version, "sha256": entry.sha256}
 
 
 def load_lock(registry: Any, base_model: str, version: int) -> Any:
     """The lock itself, its sha256 verified by the registry (a mismatch raises)."""
-    return registry.load(base_model, f"v{version}")
+    return registry.load(f"{base_model}@v{version}")
 
 
 def run(sc: StageContext) -> dict:
