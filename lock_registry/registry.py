@@ -281,9 +281,9 @@ class LockRegistry:
             )
         return files
 
-    def load(self, reference: str | LockRef) -> MetaSafetyLock:
+    def load(self, reference: str | LockRef | VersionInfo) -> MetaSafetyLock:
         """Resolve and load a lock, verifying its sha256 twice (registry and lock format)."""
-        info = self.resolve(reference)
+        info = reference if isinstance(reference, VersionInfo) else self.resolve(reference)
         files = self._files(info)
         source = f"{self.store.url}/{self._prefix(info.base_key, info.version)}".rstrip("/")
         return MetaSafetyLock.from_files(files, source=source)
