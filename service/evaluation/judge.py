@@ -343,12 +343,12 @@ def detect_junk(text: str, *, min_chars: int = 2) -> str | None:
     stripped = text.strip()
     if len(stripped) < min_chars:
         return "empty"
-    letters = sum(c.isalpha() for c in stripped)
-    if letters / len(stripped) < 0.5:
-        return "mostly symbols or digits"
+    alnum = sum(c.isalnum() for c in stripped)
+    if alnum / len(stripped) < 0.5:
+        return "mostly symbols"
     words = [w.lower() for w in _WORD.findall(stripped)]
     if not words:
-        return "no words"
+        return None if re.fullmatch(r"[-+]?\d[\d.,/: ]*", stripped) else "no words"
     if len(words) >= 8:
         if len(set(words)) / len(words) < 0.25:
             return "repeats a few words"

@@ -26,8 +26,4 @@ def load_lock(path: str | Path):
     """A lock from its directory (sha256 verified by `MetaSafetyLock.load`)."""
     from lock_registry.lock import MetaSafetyLock
 
-    try:  # registers the conditional lock kind, when that part is installed
-        import lock_registry.conditional  # noqa: F401
-    except ImportError:
-        pass
     return MetaSafetyLock.load(path)
