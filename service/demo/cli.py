@@ -28,6 +28,12 @@ def demo(
     Prints the table, writes demo-report.html and demo-summary.json into OUT, and prints
     the summary's path as the last line.
     """
+    # The story prints its own progress; silence the libraries' bars and advisories
+    # (set before transformers/datasets are first imported, also for the build subprocess).
+    for name, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                        ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(name, value)
     from service.demo.config import SIZES
     from service.demo.story import DemoPaths, run_demo
 

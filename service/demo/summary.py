@@ -61,7 +61,9 @@ class DemoSummary:
     """Context beside the jobs (model, lock, operator timings); `jobs` keeps its fixed shape."""
 
     def to_json(self) -> str:
-        return json.dumps({"jobs": [asdict(j) for j in self.jobs], **self.extra}, indent=2)
+        jobs = [{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(j).items()}
+                for j in self.jobs]
+        return json.dumps({"jobs": jobs, **self.extra}, indent=2)
 
     def write(self, path: Path) -> Path:
         path.write_text(self.to_json() + "\n")
