@@ -33,6 +33,11 @@ def create(
     max_seq_length: Annotated[int | None, typer.Option(help="Tokens per example.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     suffix: Annotated[str | None, typer.Option(help="Added to the fine-tuned model's id.")] = None,
+    lock_version: Annotated[int | None, typer.Option(
+        help="Pin a lock version (default: the registry's production lock).")] = None,
+    gate_policy: Annotated[list[str] | None, typer.Option(
+        "--gate", help="Tighten a gate threshold, e.g. --gate max_harmful_rate=0.01 "
+                       "(repeatable).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -42,10 +47,20 @@ def create(
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "max_seq_length": max_seq_length,
         "seed": seed}
     hp = {k: v for k, v in given.items() if v is not None}
+    policy = {}
+    for item in gate_policy or []:
+        name, sep, value = item.partition("=")
+        try:
+            policy[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{item!r} is not NAME=NUMBER", param_hint="--gate")
     c = client()
     job = c.jobs.create(model=model, training_file=training_file,
                         validation_file=validation_file, method=method,  # type: ignore[arg-type]
-                        hyperparameters=hp or None, suffix=suffix)  # type: ignore[arg-type]
+                        hyperparameters=hp or None, suffix=suffix,  # type: ignore[arg-type]
+                        lock_version=lock_version, gate_policy=policy or None)
     if wait:
         job = c.jobs.wait(job.id)
     _show(job, as_json)

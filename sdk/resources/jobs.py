@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from numbers import Real
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import httpx
+
 from sdk._base_client import FinalRequestOptions
 from sdk._progress import JobProgressBar
 from sdk._sse import aiter_sse_data, iter_sse_data
-from sdk.errors import JobWaitTimeoutError, error_for
+from sdk.errors import APIConnectionError, JobWaitTimeoutError, error_for
 from sdk.pagination import AsyncCursorPage, SyncCursorPage
 from sdk.resources._checks import check_choice, check_limit, require_id
 from sdk.types.event import JobEvent
@@ -73,7 +75,7 @@ def _check_hyperparameters(hp: Mapping[str, Any] | None) -> dict[str, Any] | Non
 def _create_options(
     *, model: str, training_file: str, validation_file: str | None, method: str,
     hyperparameters: Mapping[str, Any] | None, suffix: str | None,
-    gate_policy: Mapping[str, Any] | None, lock_version: int | str | None,
+    gate_policy: Mapping[str, Any] | None, lock_version: int | None,
     idempotency_key: str | None,
 ) -> FinalRequestOptions:
     body: dict[str, Any] = {
@@ -95,11 +97,9 @@ def _create_options(
             raise ValueError("gate_policy must be a mapping of policy overrides")
         body["gate_policy"] = dict(gate_policy)
     if lock_version is not None:
-        if isinstance(lock_version, bool) or not (
-                (isinstance(lock_version, int) and lock_version >= 1)
-                or (isinstance(lock_version, str) and lock_version.strip())):
+        if isinstance(lock_version, bool) or not isinstance(lock_version, int) or lock_version < 1:
             raise ValueError(
-                f"lock_version must be a version >= 1 or an alias, got {lock_version!r}")
+                f"lock_version must be a lock version number >= 1, got {lock_version!r}")
         body["lock_version"] = lock_version
     return FinalRequestOptions("POST", BASE, json=body, idempotency_key=idempotency_key)
 
@@ -113,8 +113,9 @@ def _path(job_id: str, tail: str = "") -> str:
     return f"{BASE}/{require_id('job_id', job_id)}{tail}"
 
 
-def _stream_options(job_id: str) -> FinalRequestOptions:
-    return FinalRequestOptions("GET", _path(job_id, "/events"), params={"stream": "true"},
+def _stream_options(job_id: str, after: str | None) -> FinalRequestOptions:
+    return FinalRequestOptions("GET", _path(job_id, "/events"),
+                               params={"stream": "true", "after": after},
                                headers={"Accept": "text/event-stream"})
 
 
@@ -126,7 +127,7 @@ class Jobs:
         self, *, model: str, training_file: str, validation_file: str | None = None,
         method: Method = "lora", hyperparameters: HyperparametersParam | None = None,
         suffix: str | None = None, gate_policy: Mapping[str, Any] | None = None,
-        lock_version: int | str | None = None, idempotency_key: str | None = None,
+        lock_version: int | None = None, idempotency_key: str | None = None,
     ) -> FineTuningJob:
         """Start a fine-tuning job. Retries reuse one idempotency key, so at most one job starts."""
         opts = _create_options(
@@ -161,18 +162,29 @@ class Jobs:
 
     def stream_events(self, job_id: str) -> Iterator[JobEvent]:
         """Events as they happen (Server-Sent Events), until the job ends."""
-        return self._stream(_stream_options(job_id))
+        require_id("job_id", job_id)
+        return self._stream(job_id)
 
-    def _stream(self, opts: FinalRequestOptions) -> Iterator[JobEvent]:
-        response = self._client._send(opts, stream=True)
-        try:
-            if not response.is_success:
-                response.read()
-                raise error_for(response)
-            for data in iter_sse_data(response.iter_lines()):
-                yield JobEvent.model_validate(json.loads(data))
-        finally:
-            response.close()
+    def _stream(self, job_id: str) -> Iterator[JobEvent]:
+        last_id, retries_taken = None, 0
+        while True:
+            response = self._client._send(_stream_options(job_id, last_id), stream=True)
+            try:
+                if not response.is_success:
+                    response.read()
+                    raise error_for(response)
+                for data in iter_sse_data(response.iter_lines()):
+                    event = JobEvent.model_validate(json.loads(data))
+                    last_id, retries_taken = event.id, 0
+                    yield event
+                return
+            except httpx.TransportError as exc:  # the stream broke: resume after the last event
+                if retries_taken >= self._client.max_retries:
+                    raise APIConnectionError(f"event stream broke: {exc}") from exc
+                time.sleep(self._client._retry_delay(retries_taken, None))
+                retries_taken += 1
+            finally:
+                response.close()
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_interval: float = 1.0,
              progress: bool = True) -> FineTuningJob:
@@ -209,7 +221,7 @@ class AsyncJobs:
         self, *, model: str, training_file: str, validation_file: str | None = None,
         method: Method = "lora", hyperparameters: HyperparametersParam | None = None,
         suffix: str | None = None, gate_policy: Mapping[str, Any] | None = None,
-        lock_version: int | str | None = None, idempotency_key: str | None = None,
+        lock_version: int | None = None, idempotency_key: str | None = None,
     ) -> FineTuningJob:
         opts = _create_options(
             model=model, training_file=training_file, validation_file=validation_file,
@@ -241,18 +253,29 @@ class AsyncJobs:
                                lambda cursor: self.events(job_id, limit=limit, after=cursor))
 
     def stream_events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        return self._stream(_stream_options(job_id))
+        require_id("job_id", job_id)
+        return self._stream(job_id)
 
-    async def _stream(self, opts: FinalRequestOptions) -> AsyncIterator[JobEvent]:
-        response = await self._client._send(opts, stream=True)
-        try:
-            if not response.is_success:
-                await response.aread()
-                raise error_for(response)
-            async for data in aiter_sse_data(response.aiter_lines()):
-                yield JobEvent.model_validate(json.loads(data))
-        finally:
-            await response.aclose()
+    async def _stream(self, job_id: str) -> AsyncIterator[JobEvent]:
+        last_id, retries_taken = None, 0
+        while True:
+            response = await self._client._send(_stream_options(job_id, last_id), stream=True)
+            try:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_for(response)
+                async for data in aiter_sse_data(response.aiter_lines()):
+                    event = JobEvent.model_validate(json.loads(data))
+                    last_id, retries_taken = event.id, 0
+                    yield event
+                return
+            except httpx.TransportError as exc:
+                if retries_taken >= self._client.max_retries:
+                    raise APIConnectionError(f"event stream broke: {exc}") from exc
+                await asyncio.sleep(self._client._retry_delay(retries_taken, None))
+                retries_taken += 1
+            finally:
+                await response.aclose()
 
     async def wait(self, job_id: str, *, timeout: float | None = None,
                    poll_interval: float = 1.0, progress: bool = True) -> FineTuningJob:

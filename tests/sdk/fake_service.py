@@ -189,6 +189,8 @@ def build_app(svc: FakeService) -> FastAPI:
         if not stream:
             return _page(svc.events[jid], limit, after)
 
+        ids = [e["id"] for e in svc.events[jid]]
+
         def sse():
             yield ": keep-alive\n\n"
             while True:
@@ -198,7 +200,7 @@ def build_app(svc: FakeService) -> FastAPI:
                 if job["status"] in ("succeeded", "failed", "cancelled"):
                     return
                 _advance(svc, job)
-        sse.sent = 0
+        sse.sent = ids.index(after) + 1 if after in ids else 0
         return StreamingResponse(sse(), media_type="text/event-stream")
 
     @app.get("/v1/fine_tuning/jobs/{jid}/report")

@@ -32,8 +32,10 @@ def test_customer_story_through_the_cli(cli, fake, train_file, tmp_path):
     file_id = json.loads(cli("files", "upload", str(train_file), "--json").output)["id"]
     assert file_id in cli("files", "list").output
     job = json.loads(cli("jobs", "create", "--model", "demo-chat", "--training-file", file_id,
-                         "--epochs", "2", "--suffix", "cli", "--json").output)
+                         "--epochs", "2", "--suffix", "cli", "--gate", "max_harmful_rate=0.01",
+                         "--lock-version", "1", "--json").output)
     assert job["hyperparameters"]["n_epochs"] == 2 and job["suffix"] == "cli"
+    assert job["gate_policy"] == {"max_harmful_rate": 0.01}
     assert job["id"] in cli("jobs", "list").output
     assert "train step 1/3" in cli("jobs", "show", job["id"]).output
     waited = cli("jobs", "wait", job["id"], "--poll-interval", "0", "--json").output
@@ -55,6 +57,9 @@ def test_cli_errors_are_one_line_with_exit_status(cli, fake, train_file, tmp_pat
     out = cli("jobs", "create", "--model", "demo-chat", "--training-file", "f",
               "--epochs", "-1", code=1).output
     assert "n_epochs must be >= 1" in out
+    out = cli("jobs", "create", "--model", "demo-chat", "--training-file", "f",
+              "--gate", "max_harmful_rate", code=2).output
+    assert "NAME=NUMBER" in out
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{}\n")
     assert "line 1, messages" in cli("files", "validate", str(bad), code=1).output

@@ -69,6 +69,7 @@ def test_invalid_training_file_is_not_uploaded(client, fake, tmp_path):
         (lambda c: c.jobs.create(model="", training_file="f"), "model"),
         (lambda c: c.jobs.create(model="m", training_file="f", suffix="no spaces"), "suffix"),
         (lambda c: c.jobs.create(model="m", training_file="f", lock_version=0), "lock_version"),
+        (lambda c: c.jobs.create(model="m", training_file="f", lock_version="v1"), "lock_version"),
         (lambda c: c.jobs.list(status="done"), "status must be one of"),
         (lambda c: c.jobs.list(limit=0), "limit"),
         (lambda c: c.jobs.stream_events(""), "job_id"),
@@ -113,6 +114,35 @@ def test_stream_events_until_terminal(client, train_file):
     events = list(client.jobs.stream_events(job.id))
     assert [e.message for e in events][-1] == "published"
     assert events[1].type == "metrics" and events[1].data == {"step": 1, "loss": 2.0}
+
+
+def test_broken_event_stream_resumes_after_the_last_event(client, http, train_file):
+    job = client.jobs.wait(_job(client, train_file).id, poll_interval=0)
+    real, cut, streams = http._transport, [], []
+
+    class CutStream(httpx.SyncByteStream):
+        def __init__(self, body: bytes):
+            self.body = body
+
+        def __iter__(self):
+            yield self.body[: self.body.index(b"data:", self.body.index(b"data:") + 1)]
+            raise httpx.ReadError("connection reset mid-stream")
+
+    class CutFirstStream(httpx.BaseTransport):
+        def handle_request(self, request):
+            response = real.handle_request(request)
+            if request.url.params.get("stream") == "true":
+                streams.append(request.url.params.get("after"))
+            if request.url.params.get("stream") == "true" and not cut:
+                cut.append(request.url)
+                return httpx.Response(200, headers=response.headers,
+                                      stream=CutStream(response.read()))
+            return response
+
+    http._transport = CutFirstStream()
+    streamed = list(client.jobs.stream_events(job.id))
+    assert [e.id for e in streamed] == [e.id for e in client.jobs.events(job.id)]
+    assert cut and streams == [None, streamed[0].id]  # resumed right after the first event
 
 
 def test_list_paginates_across_pages_and_filters(client, fake, train_file):
