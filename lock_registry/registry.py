@@ -24,10 +24,9 @@ import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lock_registry.errors import LockError
-
-from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock, utc_now
 from lock_registry.registry_types import (
     DEFAULT_ALIAS,
     UNPINNED,
@@ -58,6 +57,23 @@ from lock_registry.store import (
     PreconditionFailedError,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from lock_registry.lock import MetaSafetyLock
+
+# The two files of a lock directory, as in lock_registry.lock: repeated here because
+# resolving a lock, which the torch-free API process does, must not import torch
+# (tests/infra/test_api_without_ml.py checks both stay equal).
+TENSORS_FILE = "lock.safetensors"
+MANIFEST_FILE = "manifest.json"
+
+
+def _lock_format():
+    """lock_registry.lock (torch, safetensors), imported only where a lock is parsed or stamped."""
+    from lock_registry import lock
+
+    return lock
+
 
 ROOT = "locks"
 CLAIM_FILE = "version.json"
@@ -286,13 +302,13 @@ class LockRegistry:
         info = reference if isinstance(reference, VersionInfo) else self.resolve(reference)
         files = self._files(info)
         source = f"{self.store.url}/{self._prefix(info.base_key, info.version)}".rstrip("/")
-        return MetaSafetyLock.from_files(files, source=source)
+        return _lock_format().MetaSafetyLock.from_files(files, source=source)
 
     def pull(self, reference: str | LockRef, out_dir: str | Path) -> VersionInfo:
         """Verify a version and write its two files into ``out_dir`` (manifest last)."""
         info = self.resolve(reference)
         files = self._files(info)
-        MetaSafetyLock.from_files(files, source=f"{info.ref}")
+        _lock_format().MetaSafetyLock.from_files(files, source=f"{info.ref}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name in (TENSORS_FILE, MANIFEST_FILE):
@@ -318,7 +334,7 @@ class LockRegistry:
                 raise InvalidReferenceError(f"{source}: missing {name}")
             files[name] = (source / name).read_bytes()
         # the exact bytes are published, after the lock format has checked them
-        lock = MetaSafetyLock.from_files(files, source=str(source))
+        lock = _lock_format().MetaSafetyLock.from_files(files, source=str(source))
         base = lock.manifest.base_model
         if base_model is not None and base_model != base.id:
             raise InvalidReferenceError(
@@ -329,7 +345,7 @@ class LockRegistry:
             "base_model": {"id": base.id, "fingerprint": base.fingerprint},
             "sha256": lock.manifest.sha256,
             "published_by": actor or default_actor(),
-            "published_at": utc_now(),
+            "published_at": _lock_format().utc_now(),
         }
         for _ in range(MAX_ATTEMPTS):
             version = max(self._version_files(key), default=0) + 1
@@ -369,7 +385,7 @@ class LockRegistry:
             previous = state.aliases.get(alias)
             state.aliases[alias] = version
             return AliasEvent(
-                at=utc_now(), by=actor or default_actor(),
+                at=_lock_format().utc_now(), by=actor or default_actor(),
                 action="set" if previous is None else "move",
                 alias=alias, from_version=previous, to_version=version,
             )  # fmt: skip
@@ -385,7 +401,7 @@ class LockRegistry:
             if alias not in state.aliases:
                 raise AliasNotFoundError(f"{ref.model_id}: no alias {alias!r}")
             previous = state.aliases.pop(alias)
-            return AliasEvent(at=utc_now(), by=actor or default_actor(), action="remove",
+            return AliasEvent(at=_lock_format().utc_now(), by=actor or default_actor(), action="remove",
                               alias=alias, from_version=previous)  # fmt: skip
 
         return self._update_state(key, change)
@@ -394,7 +410,7 @@ class LockRegistry:
                   ) -> AliasEvent:  # fmt: skip
         """Flag ``ID@vN`` deprecated: kept and loadable by version, never by alias."""
         ref, key = self._versioned(reference)
-        who, when = actor or default_actor(), utc_now()
+        who, when = actor or default_actor(), _lock_format().utc_now()
 
         def change(state: BaseState) -> AliasEvent:
             state.deprecated[ref.version] = {"at": when, "by": who, "reason": reason}
@@ -410,7 +426,7 @@ class LockRegistry:
         if not force:
             raise ProtectedVersionError(f"refusing to delete {reference} without force")
         ref, key = self._versioned(reference)
-        who, when = actor or default_actor(), utc_now()
+        who, when = actor or default_actor(), _lock_format().utc_now()
 
         def change(state: BaseState) -> AliasEvent:
             aliased = sorted(a for a, v in state.aliases.items() if v == ref.version)
@@ -456,7 +472,7 @@ class LockRegistry:
         try:
             info = self._info(key, version, state)
             files = self._files(info)
-            MetaSafetyLock.from_files(files, source=f"{key}/v{version}")
+            _lock_format().MetaSafetyLock.from_files(files, source=f"{key}/v{version}")
         except (LockError, ObjectNotFoundError, ValueError, KeyError) as exc:
             return VerifyResult(key, version, "corrupt", str(exc))
         return VerifyResult(key, version, "ok", info.sha256)
