@@ -104,3 +104,12 @@ def pairs() -> list[ContrastivePair]:
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded, and the CI machine's cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
