@@ -1,0 +1,58 @@
+"""kill -9 of the worker during training: a new worker resumes the job, which ends once.
+
+Short lease and visibility timeout so the lost message comes back within seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.service.data import benign_records
+from tests.service.helpers import all_events, create_job, upload_records, wait_for, wait_terminal
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory, demo_lock_registry) -> None:
+    stack = service_stack_factory(
+        base_models={"demo-test": str(demo_lock_registry.model_dir)},
+        store_url=demo_lock_registry.publish_to,
+        eval_limit=8, eval_max_new_tokens=8, alpha_grid=[1.0],
+        lease_seconds=3, visibility_timeout=6,
+    )
+    stack.start_api()
+    first = stack.start_worker()
+    with stack.client(stack.create_tenant("kill-test")) as client:
+        file_id = upload_records(client, benign_records(16))
+        hp = {"n_epochs": 2, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
+        job = create_job(client, model="demo-test", training_file=file_id, hyperparameters=hp)
+        wait_for(client, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 3, 180, "training to start")
+        first.kill(signal.SIGKILL)
+        assert first.process.returncode == -signal.SIGKILL
+        stack.start_worker()
+        job = wait_terminal(client, job["id"], timeout=300)
+
+        events = all_events(client, job["id"])
+        messages = [e["message"] for e in events]
+        assert job["status"] in ("succeeded", "failed"), job
+        if job["status"] == "failed":
+            assert job["error"]["code"] == "gate_rejected", job
+        assert any(m.startswith("Resuming the job after a lost worker (delivery 2)") for m in messages), messages
+        assert any(m == "Stage validate already done; skipping it." for m in messages), messages
+        assert len(messages) == len(set(messages)), "duplicate events"
+        assert messages.count("Stage train started.") == 1 and messages.count("Stage train finished") == 0
+        assert sum(m.startswith("Stage train finished") for m in messages) == 1
+        assert sum(m.startswith("Job ") for m in messages) == 1  # one terminal event
+
+        ctx = stack.context()
+        record = ctx.records.get_job(job["id"])
+        assert record.deliveries == 2
+        stage_keys = ctx.store.list(f"jobs/{record.tenant}/{job['id']}/stages/")
+        names = [k.rsplit("/", 1)[1] for k in stage_keys]
+        assert names == sorted(set(names)) == sorted(f"{s}.json" for s in
+                                                    ("validate", "train", "resolve_lock", "relock", "evaluate", "gate"))
+        models = client.get("/v1/models").json()["data"]
+        published = [m for m in models if m["job_id"] == job["id"]]
+        assert len(published) == (1 if job["status"] == "succeeded" else 0)
