@@ -23,6 +23,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,6 @@ from lock_registry.registry_types import (
     LockRef,
     ProtectedVersionError,
     PublishConflictError,
-    RegistryError,
     RegistryIntegrityError,
     UnknownBaseModelError,
     UnknownVersionError,
@@ -66,6 +66,11 @@ if TYPE_CHECKING:
 # (tests/infra/test_api_without_ml.py checks both stay equal).
 TENSORS_FILE = "lock.safetensors"
 MANIFEST_FILE = "manifest.json"
+
+
+def utc_now() -> str:
+    """Current time as ISO-8601 UTC seconds (as lock_registry.lock.utc_now, without torch)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _lock_format():
@@ -156,7 +161,10 @@ class LockRegistry:
             raise InvalidReferenceError("lookup needs a model fingerprint, got an empty one")
         found = []
         for key in self.base_keys():
-            if key.rsplit("@", 1)[1] == short and self._state(key)[0].base_fingerprint == fingerprint:
+            if (
+                key.rsplit("@", 1)[1] == short
+                and self._state(key)[0].base_fingerprint == fingerprint
+            ):
                 found.append(key)
         return found
 
@@ -281,7 +289,9 @@ class LockRegistry:
     def _files(self, info: VersionInfo) -> dict[str, bytes]:
         """The stored files of a version, checked against its claim and base: fail closed."""
         prefix = self._prefix(info.base_key, info.version)
-        files = {name: self.store.get_bytes(prefix + name) for name in (MANIFEST_FILE, TENSORS_FILE)}
+        files = {
+            name: self.store.get_bytes(prefix + name) for name in (MANIFEST_FILE, TENSORS_FILE)
+        }
         actual = hashlib.sha256(files[TENSORS_FILE]).hexdigest()
         claimed = self._claim(info.base_key, info.version).get("sha256")
         where = f"{self.store.url}/{prefix}{TENSORS_FILE}"
@@ -345,7 +355,7 @@ class LockRegistry:
             "base_model": {"id": base.id, "fingerprint": base.fingerprint},
             "sha256": lock.manifest.sha256,
             "published_by": actor or default_actor(),
-            "published_at": _lock_format().utc_now(),
+            "published_at": utc_now(),
         }
         for _ in range(MAX_ATTEMPTS):
             version = max(self._version_files(key), default=0) + 1
@@ -385,7 +395,7 @@ class LockRegistry:
             previous = state.aliases.get(alias)
             state.aliases[alias] = version
             return AliasEvent(
-                at=_lock_format().utc_now(), by=actor or default_actor(),
+                at=utc_now(), by=actor or default_actor(),
                 action="set" if previous is None else "move",
                 alias=alias, from_version=previous, to_version=version,
             )  # fmt: skip
@@ -401,7 +411,7 @@ class LockRegistry:
             if alias not in state.aliases:
                 raise AliasNotFoundError(f"{ref.model_id}: no alias {alias!r}")
             previous = state.aliases.pop(alias)
-            return AliasEvent(at=_lock_format().utc_now(), by=actor or default_actor(), action="remove",
+            return AliasEvent(at=utc_now(), by=actor or default_actor(), action="remove",
                               alias=alias, from_version=previous)  # fmt: skip
 
         return self._update_state(key, change)
@@ -410,7 +420,7 @@ class LockRegistry:
                   ) -> AliasEvent:  # fmt: skip
         """Flag ``ID@vN`` deprecated: kept and loadable by version, never by alias."""
         ref, key = self._versioned(reference)
-        who, when = actor or default_actor(), _lock_format().utc_now()
+        who, when = actor or default_actor(), utc_now()
 
         def change(state: BaseState) -> AliasEvent:
             state.deprecated[ref.version] = {"at": when, "by": who, "reason": reason}
@@ -426,7 +436,7 @@ class LockRegistry:
         if not force:
             raise ProtectedVersionError(f"refusing to delete {reference} without force")
         ref, key = self._versioned(reference)
-        who, when = actor or default_actor(), _lock_format().utc_now()
+        who, when = actor or default_actor(), utc_now()
 
         def change(state: BaseState) -> AliasEvent:
             aliased = sorted(a for a, v in state.aliases.items() if v == ref.version)

@@ -95,7 +95,9 @@ def _publish_hook(lock_dir: Path, lock: MetaSafetyLock) -> str:
 
 
 def publish(
-    lock_dir: Annotated[Path, typer.Argument(help="lock directory (lock.safetensors + manifest.json)")],
+    lock_dir: Annotated[
+        Path, typer.Argument(help="lock directory (lock.safetensors + manifest.json)")
+    ],
     base_model: Annotated[str | None, typer.Option(help="expected base model id (checked)")] = None,
     store: StoreOption = None,
     actor: ActorOption = None,
@@ -112,7 +114,9 @@ def publish(
 
 
 def list_versions(
-    base_model: Annotated[str | None, typer.Option(help="only this base model (ID or ID@FP)")] = None,
+    base_model: Annotated[
+        str | None, typer.Option(help="only this base model (ID or ID@FP)")
+    ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -147,7 +151,9 @@ def show(
     if as_json:
         _echo_json({**info.to_dict(), "manifest": manifest})
         return
-    table = Table(show_header=False, title=f"{info.base_model_id}@v{info.version} (sha256 verified)")
+    table = Table(
+        show_header=False, title=f"{info.base_model_id}@v{info.version} (sha256 verified)"
+    )
     rows = {
         "base model": f"{info.base_model_id} (fingerprint {info.base_fingerprint or 'unpinned'})",
         "version": f"v{info.version}" + (" [yellow]deprecated[/]" if info.deprecated else ""),
@@ -275,7 +281,9 @@ def deprecate(
 
 def delete(
     reference: Annotated[str, typer.Argument(help="ID@vN (or ID@FP@vN)")],
-    force: Annotated[bool, typer.Option("--force", help="really delete (never an aliased version)")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="really delete (never an aliased version)")
+    ] = False,
     store: StoreOption = None,
     actor: ActorOption = None,
 ) -> None:

@@ -130,7 +130,11 @@ class LockRef:
         return cls(model_id, fingerprint.lower(), alias=check_alias(ref))
 
     def __str__(self) -> str:
-        base = f"{self.model_id}@{self.fingerprint_prefix}" if self.fingerprint_prefix else self.model_id
+        base = (
+            f"{self.model_id}@{self.fingerprint_prefix}"
+            if self.fingerprint_prefix
+            else self.model_id
+        )
         tail = f"v{self.version}" if self.version is not None else self.alias
         return f"{base}@{tail}" if tail else base
 

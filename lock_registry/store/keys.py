@@ -23,7 +23,7 @@ def check_prefix(prefix: str) -> str:
     """Return ``prefix`` if it is ``""`` or a valid key, optionally ending with ``/``."""
     if prefix == "":
         return prefix
-    check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    check_key(prefix.removesuffix("/"))
     return prefix
 
 

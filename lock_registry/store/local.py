@@ -65,7 +65,9 @@ class LocalStore(ObjectStore):
 
     def put_if_match(self, key: str, data: bytes, token: str) -> None:
         path = self._path(key)
-        changed = PreconditionFailedError(f"{self.url}/{key} changed or was deleted since it was read")
+        changed = PreconditionFailedError(
+            f"{self.url}/{key} changed or was deleted since it was read"
+        )
         if not path.is_file():
             raise changed
         with self._dir_lock(path.parent):

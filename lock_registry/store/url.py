@@ -39,11 +39,17 @@ def open_store(url: str | None = None, *, endpoint_url: str | None = None) -> Ob
     if parsed.scheme == "s3":
         from .s3 import S3Store
 
-        return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint_url or default_endpoint_url())
+        return S3Store(
+            parsed.netloc, parsed.path, endpoint_url=endpoint_url or default_endpoint_url()
+        )
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"store URL {url!r}: a file:// URL needs an absolute path (file:///dir)")
+            raise ValueError(
+                f"store URL {url!r}: a file:// URL needs an absolute path (file:///dir)"
+            )
         return LocalStore(unquote(parsed.path))
     if parsed.scheme == "":
         return LocalStore(url)
-    raise ValueError(f"store URL {url!r}: unsupported scheme {parsed.scheme!r} (use file:// or s3://)")
+    raise ValueError(
+        f"store URL {url!r}: unsupported scheme {parsed.scheme!r} (use file:// or s3://)"
+    )

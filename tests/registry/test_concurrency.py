@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import threading
@@ -31,8 +32,12 @@ def test_two_processes_publishing_at_once_get_distinct_versions(tmp_path, s3_env
     barrier, results = context.Barrier(2), context.Manager().dict()
     procs, expected = [], {}
     for p, name in enumerate(names):
-        dirs = [make_lock_dir(tmp_path / f"{name}-{i}", seed=10 * p + i) for i in range(per_process)]
-        expected[name] = sorted(json.loads((d / "manifest.json").read_text())["sha256"] for d in dirs)
+        dirs = [
+            make_lock_dir(tmp_path / f"{name}-{i}", seed=10 * p + i) for i in range(per_process)
+        ]
+        expected[name] = sorted(
+            json.loads((d / "manifest.json").read_text())["sha256"] for d in dirs
+        )
         procs.append(context.Process(
             target=_publisher, args=(name, [str(d) for d in dirs], store_urls, barrier, results)
         ))  # fmt: skip
@@ -74,6 +79,7 @@ def test_concurrent_alias_moves_lose_no_audit_entry(store, tmp_path):
     log = registry.history(BASE_ID)
     assert len(log) == 2 * moves
     assert sorted(e.by for e in log) == ["t1"] * moves + ["t2"] * moves
-    for before, after in zip(log, log[1:]):  # a consistent chain: each move starts where the last ended
+    # a consistent chain: each move starts where the previous one ended
+    for before, after in itertools.pairwise(log):
         assert after.from_version == before.to_version
     assert registry.resolve(BASE_ID).version == log[-1].to_version

@@ -40,9 +40,16 @@ def test_publish_numbers_versions_and_never_overwrites(registry, tmp_path):
     assert first.base_key == KEY == "acme--tiny-chat@" + "3f" * 8
     assert first.sha256 != second.sha256
     keys = registry.store.list(f"locks/{KEY}/v1/")
-    assert keys == [f"locks/{KEY}/v1/{n}" for n in ("lock.safetensors", "manifest.json", "version.json")]
+    assert keys == [
+        f"locks/{KEY}/v1/{n}" for n in ("lock.safetensors", "manifest.json", "version.json")
+    ]
     info = registry.resolve(f"{BASE_ID}@v1")
-    assert (info.published_by, info.creator, info.kind, info.num_selected) == ("alice", "tests", "head_bias", 3)
+    assert (info.published_by, info.creator, info.kind, info.num_selected) == (
+        "alice",
+        "tests",
+        "head_bias",
+        3,
+    )
     assert info.base_fingerprint == FINGERPRINT and info.data_fingerprint == "d" * 64
     assert [v.version for v in registry.versions(BASE_ID)] == [1, 2]
 
@@ -74,7 +81,9 @@ def test_aliases_resolve_move_remove_with_audit_log(registry, tmp_path):
     registry.remove_alias(BASE_ID, "candidate", actor="dave")
     with pytest.raises(AliasNotFoundError):
         registry.resolve(f"{BASE_ID}@candidate")
-    log = [(e.action, e.alias, e.from_version, e.to_version, e.by) for e in registry.history(BASE_ID)]
+    log = [
+        (e.action, e.alias, e.from_version, e.to_version, e.by) for e in registry.history(BASE_ID)
+    ]
     assert log == [
         ("set", "production", None, 1, "alice"),
         ("set", "candidate", None, 2, "bob"),
@@ -89,7 +98,9 @@ def test_aliases_resolve_move_remove_with_audit_log(registry, tmp_path):
 
 
 def test_unknown_model_and_version_are_clear(registry, tmp_path):
-    with pytest.raises(UnknownBaseModelError, match="no locks registered for base model 'nobody/x'"):
+    with pytest.raises(
+        UnknownBaseModelError, match="no locks registered for base model 'nobody/x'"
+    ):
         registry.resolve("nobody/x@v1")
     publish(registry, tmp_path)
     with pytest.raises(UnknownVersionError, match="published: v1"):
@@ -121,7 +132,9 @@ def test_load_and_pull_verify_the_hash(registry, tmp_path):
     out = tmp_path / "pulled"
     registry.pull(f"{BASE_ID}@production", out)
     assert MetaSafetyLock.load(out).manifest.sha256 == published.sha256
-    assert (out / "lock.safetensors").read_bytes() == (tmp_path / "lock0" / "lock.safetensors").read_bytes()
+    assert (out / "lock.safetensors").read_bytes() == (
+        tmp_path / "lock0" / "lock.safetensors"
+    ).read_bytes()
 
 
 def test_a_flipped_byte_is_caught_by_load_pull_and_verify(registry, tmp_path):
