@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_examples: int = Field(100_000, description="Most examples in one training file.")
     max_example_tokens: int = Field(4096, description="Most tokens in one example (tokenised with the base model's tokenizer).")
     max_steps: int | None = Field(None, description="Cap on optimiser steps per job (None = epochs decide).")
+    checkpoint_steps: int = Field(
+        50, ge=0, description="Copy a training checkpoint to the store every this many steps (0 = never)."
+    )
     alpha_grid: list[float] = Field(
         default_factory=lambda: [1.0, 2.0, 4.0, 6.0, 8.0],
         description="Lock strengths tried by relock, a JSON list (the paper fixes 6).",

@@ -2,18 +2,53 @@
 
 Progress (step, loss, ETA) goes to the job and to the event log (one metrics event per
 step, written once even if the stage reruns after a lost worker); `should_cancel` reads
-the job's cancel flag after every optimiser step.
+the job's cancel flag after every optimiser step. Every `checkpoint_steps` steps the
+trainer's checkpoint is copied to `jobs/.../checkpoints/` (the newest one only), and a
+train stage that runs again after a lost worker continues from it.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from service.pipeline.context import StageContext
 from service.pipeline.validate import load_records
 from service.state.records import Progress
 
 TRAINED = "trained"
+CHECKPOINTS = "checkpoints"
+
+
+class CheckpointSync:
+    """Copies each new local checkpoint to the store, keeping only the newest there."""
+
+    def __init__(self, sc: StageContext, local: Path) -> None:
+        self.sc, self.local, self.synced = sc, local, 0
+
+    def __call__(self) -> None:
+        found = sorted((int(p.name.split("-")[-1]), p) for p in self.local.glob("checkpoint-*")
+                       if (p / "trainer_state.json").exists())
+        if not found or found[-1][0] <= self.synced:
+            return
+        step, path = found[-1]
+        prefix = self.sc.key(CHECKPOINTS)
+        self.sc.ctx.store.delete_prefix(prefix + "/")
+        self.sc.ctx.store.upload_dir(path, f"{prefix}/checkpoint-{step}")
+        self.synced = step
+        self.sc.event(f"Checkpoint at step {step} saved.", once=f"checkpoint:{step}")
+
+    def restore(self) -> Path | None:
+        """The stored checkpoint, downloaded, or None when there is none."""
+        keys = self.sc.ctx.store.list(self.sc.key(CHECKPOINTS) + "/")
+        if not keys:
+            return None
+        name = keys[0].split("/")[-2]
+        target = self.local / name
+        shutil.rmtree(self.local, ignore_errors=True)
+        self.sc.ctx.store.download_dir(self.sc.key(CHECKPOINTS, name), target)
+        self.synced = int(name.split("-")[-1])
+        return target
 
 
 def run(sc: StageContext) -> dict:
@@ -26,10 +61,18 @@ def run(sc: StageContext) -> dict:
         method=job.method, n_epochs=float(hp.n_epochs), max_steps=sc.settings.max_steps or -1,
         learning_rate=hp.learning_rate, batch_size=hp.batch_size, lora_rank=hp.lora_rank,
         lora_alpha=hp.lora_alpha, max_seq_length=hp.max_seq_length, seed=hp.seed,
+        save_steps=sc.settings.checkpoint_steps,
     )
     train = load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.training_file}"))
     valid = (load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.validation_file}"))
              if job.validation_file else None)
+    out_dir = sc.work_dir / TRAINED
+    shutil.rmtree(out_dir, ignore_errors=True)  # a partial run of a lost worker
+    sync = CheckpointSync(sc, out_dir / CHECKPOINTS)
+    resume = sync.restore()
+    if resume is not None:
+        sc.event(f"Resuming training from the checkpoint at step {sync.synced}.", level="warn",
+                 once=f"resume:{sync.synced}")
 
     def on_progress(p: TrainProgress) -> None:
         sc.progress(Progress(stage="train", step=p.step, total_steps=p.total_steps, loss=p.loss,
@@ -37,16 +80,17 @@ def run(sc: StageContext) -> dict:
         sc.event(f"Step {p.step}/{p.total_steps}: training loss {p.loss:.4f}", type="metrics",
                  data={"step": p.step, "total_steps": p.total_steps, "train_loss": p.loss,
                        "eta_seconds": round(p.eta_seconds, 1)}, once=f"step:{p.step}")
+        sync()  # the trainer saves after logging: this copies the previous step's checkpoint
 
-    out_dir = sc.work_dir / TRAINED
-    shutil.rmtree(out_dir, ignore_errors=True)  # a partial run of a lost worker
     try:
         result = train_sft(sc.settings.base_models[job.model], train, out_dir, config,
-                           eval_records=valid, on_progress=on_progress, should_cancel=sc.cancel_requested)
+                           eval_records=valid, on_progress=on_progress, should_cancel=sc.cancel_requested,
+                           resume_from=resume)
     except TrainingCancelled as exc:
         raise Cancelled(f"training at step {exc.step}") from exc
     sc.ctx.store.delete_prefix(sc.key(TRAINED) + "/")
     sc.ctx.store.upload_dir(out_dir, sc.key(TRAINED))
+    sc.ctx.store.delete_prefix(sc.key(CHECKPOINTS) + "/")
     (out_dir / ".complete").touch()
     return {"steps": result.steps, "train_loss": result.train_loss, "validation_loss": result.eval_loss,
-            "seconds": round(result.seconds, 3), "method": result.method}
+            "seconds": round(result.seconds, 3), "method": result.method, "resumed_from_step": resume and sync.synced}

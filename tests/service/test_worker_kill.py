@@ -10,7 +10,15 @@ import signal
 import pytest
 
 from tests.service.data import benign_records
-from tests.service.helpers import all_events, create_job, upload_records, wait_for, wait_terminal
+from tests.service.helpers import (
+    all_events,
+    create_job,
+    event_messages,
+    train_steps,
+    upload_records,
+    wait_for,
+    wait_terminal,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -20,16 +28,19 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         base_models={"demo-test": str(demo_lock_registry.model_dir)},
         store_url=demo_lock_registry.publish_to,
         eval_limit=8, eval_max_new_tokens=8, alpha_grid=[1.0],
-        lease_seconds=3, visibility_timeout=6,
+        lease_seconds=3, visibility_timeout=6, checkpoint_steps=2,
     )
     stack.start_api()
     first = stack.start_worker()
     with stack.client(stack.create_tenant("kill-test")) as client:
         file_id = upload_records(client, benign_records(16))
-        hp = {"n_epochs": 2, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
+        hp = {"n_epochs": 1, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
         job = create_job(client, model="demo-test", training_file=file_id, hyperparameters=hp)
         wait_for(client, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 3, 180, "training to start")
+        wait_for(client, job["id"], lambda j: any(m.startswith("Checkpoint at step") for m in
+                                                  event_messages(client, j["id"])), 60, "a stored checkpoint")
         first.kill(signal.SIGKILL)
+        killed_at = max(train_steps(all_events(client, job["id"])))
         assert first.process.returncode == -signal.SIGKILL
         stack.start_worker()
         job = wait_terminal(client, job["id"], timeout=300)
@@ -41,6 +52,11 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
             assert job["error"]["code"] == "gate_rejected", job
         assert any(m.startswith("Resuming the job after a lost worker (delivery 2)") for m in messages), messages
         assert any(m == "Stage validate already done; skipping it." for m in messages), messages
+        resumed = [m for m in messages if m.startswith("Resuming training from the checkpoint at step")]
+        assert len(resumed) == 1, messages
+        assert 2 <= int(resumed[0].rsplit(" ", 1)[1].rstrip(".")) <= killed_at
+        steps = train_steps(events)
+        assert steps == list(range(1, max(steps) + 1)) and max(steps) == 16  # each step once, none lost
         assert len(messages) == len(set(messages)), "duplicate events"
         assert messages.count("Stage train started.") == 1 and messages.count("Stage train finished") == 0
         assert sum(m.startswith("Stage train finished") for m in messages) == 1
