@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(3, description="Deliveries of one job (first run plus redeliveries after lost workers) before it fails.")
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if self.environment == "production" and self.api_key_pepper == DEV_PEPPER:
             raise ValueError("SAFETYLOCK_API_KEY_PEPPER must be set in production")
         if not self.alpha_grid or any(a <= 0 for a in self.alpha_grid):

@@ -16,7 +16,7 @@ def page(items: Sequence[T], *, limit: int, after: str | None, render: Callable[
         raise APIError(400, "invalid_limit", "limit must be between 1 and 100.", "limit")
     start = 0
     if after is not None:
-        ids = [getattr(i, "id") for i in items]
+        ids = [i.id for i in items]
         if after not in ids:
             raise APIError(400, "invalid_cursor", f"after={after!r} is not an id in this list.", "after")
         start = ids.index(after) + 1

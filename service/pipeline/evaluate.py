@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from service.pipeline.context import StageContext
-from service.pipeline.loading import base_model_path, job_lock, load_model, prompt_sets, trained_model, validation_records
+from service.pipeline.loading import (
+    base_model_path,
+    job_lock,
+    load_model,
+    prompt_sets,
+    trained_model,
+    validation_records,
+)
 from service.state.records import Progress
 
 

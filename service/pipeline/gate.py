@@ -46,7 +46,7 @@ class GatePolicy(BaseModel):
             if name not in type(self).model_fields:
                 raise ValueError(f"gate_policy.{name}: unknown threshold; known: {', '.join(type(self).model_fields)}")
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"gate_policy.{name}: must be a number")
+                raise ValueError(f"gate_policy.{name}: must be a number")  # noqa: TRY004 - an API 400
             bound = getattr(self, name)
             if not 0 <= value <= bound:
                 raise ValueError(f"gate_policy.{name}: {value} is outside the allowed range [0, {bound}]")

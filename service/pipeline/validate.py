@@ -7,7 +7,6 @@ import hashlib
 import json
 
 from sdk.validation import validate_training_bytes
-
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.resolve_lock import LockNotFound, find_lock
 

@@ -8,6 +8,8 @@ lock does not fit the model must be rejected.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -83,6 +85,10 @@ def test_benign_job(stack, customer) -> None:
     messages = [e["message"] for e in events]
     assert len(messages) == len(set(messages)), "an event was written twice"
     assert train_steps(events) == sorted(set(train_steps(events)))
+    with customer.stream("GET", f"/v1/fine_tuning/jobs/{job['id']}/events", params={"stream": "true"}) as sse:
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        streamed = [json.loads(line[len("data: "):]) for line in sse.iter_lines() if line.startswith("data: ")]
+    assert [e["id"] for e in streamed] == [e["id"] for e in events]  # whole log, then the stream ends
     assert job["status"] == "succeeded", (job["error"], report["reasons"])  # benign data keeps the base's safety
 
 

@@ -6,8 +6,8 @@ import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from sdk.validation import validate_training_bytes
 
+from sdk.validation import validate_training_bytes
 from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.pagination import page
