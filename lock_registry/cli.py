@@ -27,7 +27,7 @@ lock_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 Publisher = Callable[[Path, "MetaSafetyLock"], str]
 _publisher: Publisher | None = None
