@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import sdk
 from sdk import _constants as C
+from sdk._base_client import FinalRequestOptions
 from sdk.cli.main import app as cli_app
 from tests.sdk.proxy import FaultyProxy
 from tests.service.data import benign_records
@@ -31,7 +32,7 @@ def stack(service_stack_factory, demo_lock_registry):
     stack = service_stack_factory(
         base_models={MODEL: str(demo_lock_registry.model_dir)},
         store_url=demo_lock_registry.publish_to,
-        eval_limit=12, eval_max_new_tokens=16, alpha_grid=[1.0, 4.0],
+        eval_limit=6, eval_max_new_tokens=12, alpha_grid=[4.0],
     )
     stack.start_api()
     return stack
@@ -92,6 +93,12 @@ def test_queued_jobs_paginate_cancel_and_survive_a_dropped_create(client, proxy,
 
 def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_path,
                                           monkeypatch, capsys):
+    """The operator opens the gate wide, so this job is published and the model routes
+    (listing, pre-signed S3 download) are exercised; the gate itself is tested elsewhere."""
+    operator = client.with_options(api_key=stack.create_tenant("sdk-ops", "operator"))
+    wide_open = {"max_harmful_rate": 1.0, "max_over_refusal_increase": 1.0,
+                 "max_utility_drop": 1.0}
+    operator._request(FinalRequestOptions("PUT", "/v1/admin/gate_policy", json=wide_open))
     stack.start_worker()
     f = client.files.upload(train_file)
     job = client.jobs.create(model=MODEL, training_file=f.id, hyperparameters=HP, suffix="real")
@@ -99,8 +106,7 @@ def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_pa
     done = client.jobs.wait(job.id, timeout=600, poll_interval=0.5)
     shown = capsys.readouterr().err
     assert job.id in shown and done.status in shown, shown
-    assert done.status in ("succeeded", "failed"), done
-    assert done.stage in ("publish", "reject")
+    assert (done.status, done.stage) == ("succeeded", "publish"), done
 
     events = list(client.jobs.events(job.id, limit=5))
     assert len(events) > 5 and len({e.id for e in events}) == len(events)
@@ -111,16 +117,17 @@ def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_pa
     report = client.jobs.report(job.id)
     assert report.job_id == job.id and report.base and report.unlocked and report.alpha_curve
     assert {"train", "relock", "evaluate", "gate"} <= set(report.stage_seconds)
-    if done.status == "succeeded":
-        assert report.decision == "published" and not report.reasons
-        model = client.models.retrieve(done.fine_tuned_model)
-        assert model.job_id == job.id and model.lock.alpha == report.alpha
-        assert model.id in [m.id for m in client.models.list()]
-        dest = client.models.download(model.id, tmp_path / "model")
-        assert (dest / "manifest.json").is_file() and not list(dest.rglob("*.part"))
-    else:
-        assert done.rejected and report.decision == "rejected" and report.reasons
-        assert done.fine_tuned_model is None
+    assert report.decision == "published" and not report.reasons
+    assert report.policy == wide_open and report.relocked and report.alpha == 4.0
+    model = client.models.retrieve(done.fine_tuned_model)
+    assert model.job_id == job.id and model.lock.alpha == report.alpha
+    assert model.id in [m.id for m in client.models.list()]
+    urls = client.models.download_urls(model.id)
+    assert all(u.url.startswith("http") for u in urls.files)  # pre-signed S3 URLs
+    dest = client.models.download(model.id, tmp_path / "model")
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == (
+        sorted(u.path for u in urls.files))
+    assert (dest / "config.json").is_file() and not list(dest.rglob("*.part"))
 
     monkeypatch.setenv("SAFETYLOCK_BASE_URL", stack.base_url)
     monkeypatch.setenv("SAFETYLOCK_API_KEY", key)
@@ -137,5 +144,4 @@ def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_pa
     assert f"decision: {report.decision}" in cli("jobs", "report", job.id)
     assert "Created fine-tuning job" in cli("jobs", "events", job.id)
     assert f.id in cli("files", "list")
-    if done.status == "succeeded":
-        assert done.fine_tuned_model in cli("models", "list")
+    assert done.fine_tuned_model in cli("models", "list")
