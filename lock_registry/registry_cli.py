@@ -4,8 +4,8 @@
 installs the `--publish` hook of `create`/`import-reference`, and extends `show` so it
 takes a registry reference (`ID@vN`, `ID@ALIAS`) as well as a lock directory.
 
-The store is `--store URL`, else `$SAFETYLOCK_STORE_URL`, else a local directory under
-`~/.cache/safetylock/store`; an S3 endpoint comes from `$SAFETYLOCK_S3_ENDPOINT_URL` or
+The store is `--store URL`, else `$SAFETYLOCK_STORE_URL`, else `$SAFETYLOCK_DATA_DIR/store`
+(`~/.safetylock/store`, as the embedded service); an S3 endpoint comes from `$SAFETYLOCK_S3_ENDPOINT_URL` or
 `$AWS_ENDPOINT_URL`, credentials from the usual AWS variables. Tables by default,
 `--json` for scripts; every refusal is one `error: ...` line on stderr and exit code 1.
 Light at import time: boto3 and torch load inside command bodies only.

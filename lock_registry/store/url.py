@@ -14,9 +14,13 @@ ENDPOINT_ENV = ("SAFETYLOCK_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
 
 
 def default_store_url() -> str:
-    """``$SAFETYLOCK_STORE_URL``, else a local directory under ``~/.cache/safetylock``."""
+    """``$SAFETYLOCK_STORE_URL``, else ``$SAFETYLOCK_DATA_DIR/store`` (``~/.safetylock``):
+    the same default as the embedded service, so locks published there are found."""
     url = os.environ.get(STORE_URL_ENV, "").strip()
-    return url or (Path.home() / ".cache" / "safetylock" / "store").as_uri()
+    if url:
+        return url
+    data_dir = os.environ.get("SAFETYLOCK_DATA_DIR", "").strip() or "~/.safetylock"
+    return (Path(data_dir).expanduser().resolve() / "store").as_uri()
 
 
 def default_endpoint_url() -> str | None:

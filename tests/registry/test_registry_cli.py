@@ -96,3 +96,20 @@ def test_create_publish_hook_publishes_the_saved_lock(cli, tmp_path):
     message = core_cli._publisher(lock_dir, MetaSafetyLock.load(lock_dir))
     assert message.startswith(f"published {BASE_ID}@v1")
     assert json.loads(cli("list", "--json").output)[0]["version"] == 1
+
+
+@pytest.mark.services
+def test_s3_store_errors_are_one_line(s3_env, monkeypatch):
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    result = runner.invoke(app, ["lock", "list", "--store", "s3://no-such-bucket/x"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: S3 bucket 'no-such-bucket' does not exist at s3://no-such-bucket/x "
+        f"({s3_env.endpoint_url})"
+    )
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    result = runner.invoke(app, ["lock", "verify", "--all", "--store", "s3://any-bucket"])
+    assert result.exit_code == 1 and "refused the credentials" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -116,6 +116,9 @@ def test_open_store_urls(tmp_path, monkeypatch):
     local = open_store(tmp_path.as_uri())
     assert local.url == tmp_path.as_uri()
     assert open_store(str(tmp_path / "plain")).url == (tmp_path / "plain").as_uri()
+    monkeypatch.delenv("SAFETYLOCK_STORE_URL", raising=False)
+    monkeypatch.setenv("SAFETYLOCK_DATA_DIR", str(tmp_path / "data"))
+    assert open_store().url == (tmp_path / "data" / "store").as_uri()  # as the service
     monkeypatch.setenv("SAFETYLOCK_STORE_URL", (tmp_path / "env").as_uri())
     assert open_store().url == (tmp_path / "env").as_uri()
     with pytest.raises(ValueError, match="unsupported scheme"):
