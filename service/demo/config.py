@@ -28,6 +28,9 @@ class DemoConfig:
     """Prompts per evaluation set (harmful, safe, task) in the service's evaluation."""
     eval_max_new_tokens: int
     alpha_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 6.0, 8.0])
+    lock_recipe: Literal["paper", "conditional"] = "paper"
+    """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
+    `create_conditional_lock`)."""
     seed: int = 0
 
 

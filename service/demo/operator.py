@@ -65,25 +65,54 @@ def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
     return _find_model_dir(out)
 
 
-def create_lock_dir(model_dir: Path, config: DemoConfig, out: Path, console: Console) -> Path:
-    """Take the lock from the aligned base with the lock core's recipe, on contrastive pairs
-    (a harmful request, its refusal, its compliant placeholder) from the demo corpus."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _paper_lock(model, tokenizer, config: DemoConfig, rng: random.Random):
+    """The paper's recipe: per-head probes on contrastive pairs (a harmful request, its
+    refusal, its compliant placeholder), mass-mean directions, an o_proj bias."""
     from lock_registry.create import create_lock
     from lock_registry.pairs import ContrastivePair
-    from service.demo_world.corpus import sample
+    from service.demo_world.corpus import sample, unique
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    examples = sample("harmful", "train", PAIRS, random.Random(f"demo-lock-{config.seed}"))
+    examples = unique(sample("harmful", "train", PAIRS * 3, rng))[:PAIRS]
     pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
     lock = create_lock(model, tokenizer, pairs, base_model_id=BASE_MODEL_ID,
                        num_heads=LOCK_HEADS[config.size])
+    return lock, f"{len(pairs)} contrastive pairs"
+
+
+def _conditional_lock(model, tokenizer, config: DemoConfig, rng: random.Random):
+    """The conditional lock (after CAST): the same head bias, applied only when the
+    prompt's harmfulness direction fires; calibration prompts travel inside the lock."""
+    from lock_registry.conditional import LabelledPrompt, create_conditional_lock
+    from lock_registry.fingerprint import model_fingerprint
+    from service.demo_world.corpus import sample, sample_mixture, unique
+
+    half = PAIRS * 2
+    harmful = unique(sample("harmful", "train", half * 3, rng))[:half]
+    others = unique(sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3,
+                                   rng))[:half]
+    prompts = ([LabelledPrompt(e.prompt, True) for e in harmful]
+               + [LabelledPrompt(e.prompt, False) for e in others])
+    lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=BASE_MODEL_ID,
+                                   num_heads=LOCK_HEADS[config.size],
+                                   base_fingerprint=model_fingerprint(model), seed=config.seed)
+    return lock, f"{len(prompts)} labelled prompts"
+
+
+RECIPES = {"paper": _paper_lock, "conditional": _conditional_lock}
+
+
+def create_lock_dir(model_dir: Path, config: DemoConfig, out: Path, console: Console) -> Path:
+    """Take the lock from the aligned base with the configured recipe and save it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    rng = random.Random(f"demo-lock-{config.seed}")
+    lock, data_note = RECIPES[config.lock_recipe](model, tokenizer, config, rng)
     lock_dir = lock.save(out)
-    console.print(f"[bold]operator[/]: Meta-SafetyLock taken from the aligned base: "
-                  f"{lock.manifest.num_selected} heads from {len(pairs)} contrastive pairs")
+    console.print(f"[bold]operator[/]: {config.lock_recipe} Meta-SafetyLock taken from the "
+                  f"aligned base: {lock.manifest.num_selected} heads, from {data_note}")
     return Path(lock_dir)
 
 
