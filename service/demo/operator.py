@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,42 +42,39 @@ class OperatorResult:
         return f"{self.lock_kind}{version}, {self.lock_heads} heads"
 
 
-def _find_model_dir(root: Path) -> Path:
-    """The built model's directory: `root` itself or the one folder below it holding config.json."""
-    if (root / "config.json").is_file():
-        return root
-    found = sorted(p.parent for p in root.rglob("config.json"))
-    if not found:
-        raise FileNotFoundError(f"no model (config.json) under {root}")
-    return found[0]
-
-
 def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
-    """Build the demo model with `safetylock demo-model build`, which reuses its cache."""
+    """Build the staged demo model (reused when its content hash matches); returns the
+    aligned stage, the base that customers fine-tune."""
+    from service.demo_world.build import build_demo_model
+
     out = cache / f"demo-model-{config.model_size}"
     console.print(f"[bold]operator[/]: demo model ({config.model_size}) in {out} "
                   "(built once, then reused)")
-    command = [sys.executable, "-c", "from sdk.cli.main import main; main()",
-               "demo-model", "build", "--size", config.model_size, "--out", str(out)]
-    subprocess.run(command, check=True)
-    return _find_model_dir(out)
+    built = build_demo_model(out, config.model_size, config.seed,
+                             progress=lambda msg: console.print(f"  {msg}", highlight=False))
+    return built.aligned
 
 
-def _paper_lock(model, tokenizer, config: DemoConfig, rng: random.Random):
+def _paper_lock(model_dir: Path, model, tokenizer, config: DemoConfig, rng: random.Random):
     """The paper's recipe: per-head probes on contrastive pairs (a harmful request, its
-    refusal, its compliant placeholder), mass-mean directions, an o_proj bias."""
+    refusal, its compliant placeholder), mass-mean directions, an o_proj bias. The pairs
+    are the ones the demo world saved beside the model, else drawn from its corpus."""
     from lock_registry.create import create_lock
-    from lock_registry.pairs import ContrastivePair
+    from lock_registry.pairs import ContrastivePair, load_pairs
     from service.demo_world.corpus import sample, unique
 
-    examples = unique(sample("harmful", "train", PAIRS * 3, rng))[:PAIRS]
-    pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
+    if (model_dir / "lock_pairs.json").is_file():
+        pairs = load_pairs(model_dir / "lock_pairs.json")
+    else:
+        examples = unique(sample("harmful", "train", PAIRS * 3, rng))[:PAIRS]
+        pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
     lock = create_lock(model, tokenizer, pairs, base_model_id=BASE_MODEL_ID,
                        num_heads=LOCK_HEADS[config.size])
     return lock, f"{len(pairs)} contrastive pairs"
 
 
-def _conditional_lock(model, tokenizer, config: DemoConfig, rng: random.Random):
+def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
+                      rng: random.Random):
     """The conditional lock (after CAST): the same head bias, applied only when the
     prompt's harmfulness direction fires; calibration prompts travel inside the lock."""
     from lock_registry.conditional import LabelledPrompt, create_conditional_lock
@@ -109,7 +104,7 @@ def create_lock_dir(model_dir: Path, config: DemoConfig, out: Path, console: Con
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     rng = random.Random(f"demo-lock-{config.seed}")
-    lock, data_note = RECIPES[config.lock_recipe](model, tokenizer, config, rng)
+    lock, data_note = RECIPES[config.lock_recipe](model_dir, model, tokenizer, config, rng)
     lock_dir = lock.save(out)
     console.print(f"[bold]operator[/]: {config.lock_recipe} Meta-SafetyLock taken from the "
                   f"aligned base: {lock.manifest.num_selected} heads, from {data_note}")
