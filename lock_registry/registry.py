@@ -174,7 +174,8 @@ class LockRegistry:
         try:
             data, token = self.store.get_with_token(self._prefix(key) + STATE_FILE)
         except ObjectNotFoundError:
-            info = self._claim(key, self._published(key)[0]) if self._published(key) else {}
+            published = self._published(key)
+            info = self._claim(key, published[0]) if published else {}
             base = info.get("base_model", {"id": key.rsplit("@", 1)[0], "fingerprint": ""})
             return BaseState(base["id"], base["fingerprint"]), None
         return BaseState.from_json(json.loads(data)), token

@@ -163,7 +163,7 @@ class VersionInfo:
 
     @property
     def ref(self) -> str:
-        """``ID@vN`` (with the fingerprint prefix when needed to be unambiguous: see key)."""
+        """``ID@vN`` (``ID@FP@vN``, with FP from ``base_key``, if the id has several revisions)."""
         return f"{self.base_model_id}@v{self.version}"
 
     def to_dict(self) -> dict:

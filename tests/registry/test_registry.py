@@ -213,3 +213,14 @@ def test_delete_needs_force_and_never_takes_an_aliased_version(registry, tmp_pat
     assert publish(registry, tmp_path, seed=2).version == 3  # numbers are never reused
     assert registry.history(BASE_ID)[-1].action == "delete"
     assert [r.version for r in registry.verify()] == [2, 3]
+
+
+def test_a_lock_without_fingerprint_is_registered_unpinned(registry, tmp_path):
+    """Imported reference locks may not know their base's fingerprint."""
+    info = publish(registry, tmp_path, fingerprint="")
+    assert info.base_key == "acme--tiny-chat@unpinned"
+    registry.promote(f"{BASE_ID}@v1", "production")
+    assert registry.resolve(BASE_ID).version == 1
+    assert registry.lookup(FINGERPRINT) == []  # never matched by a model's fingerprint
+    with pytest.raises(InvalidReferenceError, match="empty"):
+        registry.lookup("")
