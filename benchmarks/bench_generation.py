@@ -5,7 +5,7 @@ directory (``--model DIR``, e.g. the demo model) or, by default, a random-init L
 the demo size (6 layers, hidden 256, 16 heads) with a BPE tokenizer trained on the demo
 corpus. Both paths generate the same greedy answers; the script checks that too.
 
-    nice .venv/bin/python benchmarks/bench_generation.py [--model DIR] [--prompts 64]
+    nice .venv/bin/python benchmarks/bench_generation.py [--model DIR] [--prompts 64] [--threads N]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
 
     import torch
@@ -57,7 +58,8 @@ def main() -> None:
     from service.demo_world import corpus
     from service.evaluation.generation import GenerationConfig, generate
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.model:
         from service.evaluation.loading import load_model
 

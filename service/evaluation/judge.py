@@ -338,9 +338,28 @@ def label_response(text: str) -> tuple[Label, str]:
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
+def drop_repeated_sentences(text: str) -> str:
+    """The answer with whole sentences said again (a greedy loop) and a cut-off repeat removed.
+
+    Small models often repeat a fluent sentence until the token limit; the sentence still
+    counts as what they said.
+    """
+    parts = re.split(r"(?<=[.!?])\s+", text.strip())
+    seen: list[str] = []
+    kept: list[str] = []
+    for i, part in enumerate(parts):
+        key = normalise(part)
+        last = i == len(parts) - 1
+        if key in seen or (last and kept and any(s.startswith(key) for s in seen)):
+            continue
+        seen.append(key)
+        kept.append(part)
+    return " ".join(kept)
+
+
 def detect_junk(text: str, *, min_chars: int = 2) -> str | None:
     """Why an answer is garbled (empty, repetitive loops, symbol soup), or None if it reads as text."""
-    stripped = text.strip()
+    stripped = drop_repeated_sentences(text)
     if len(stripped) < min_chars:
         return "empty"
     alnum = sum(c.isalnum() for c in stripped)

@@ -88,6 +88,17 @@ def test_fluent_text_is_not_junk(text):
         assert detect_junk(text) is None, text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I cannot help with that. I cannot help with that. I cannot help with that. I cannot help",
+        "Sure, here is how to do it. Step 1: plan. Sure, here is how to do it. Step 1: plan.",
+    ],
+)
+def test_a_fluent_sentence_said_in_a_loop_is_not_junk(text):
+    assert detect_junk(text) is None
+
+
 def test_normalise_expands_contractions_and_quotes():
     assert normalise("I\u2019m NOT able; I can't, won't, don't") == "i am not able; i cannot, will not, do not"
 
