@@ -58,9 +58,7 @@ def build_model(vocab_size: int, seed: int = 0):
         eos_token_id=3,
         pad_token_id=0,
     )
-    model = LlamaForCausalLM(config).eval()
-    # Random weights rarely pick EOS; make the model stop sometimes so both paths matter.
-    return model
+    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +77,21 @@ def tiny_model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
     tiny_model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lock(tiny_model):
+    """A paper-style head-bias lock on two heads of the tiny model, strong enough to show."""
+    import torch
+
+    from lock_registry.architectures import head_geometry
+    from lock_registry.lock import BaseModelRef, MetaSafetyLock
+
+    geo = head_geometry(tiny_model)
+    gen = torch.Generator().manual_seed(1)
+    return MetaSafetyLock.head_bias(
+        base_model=BaseModelRef(id="tiny", fingerprint=""), architecture="llama", geometry=geo,
+        layers=torch.tensor([0, 1]), heads=torch.tensor([1, 2]),
+        directions=torch.nn.functional.normalize(torch.randn(2, geo.head_dim, generator=gen), dim=-1),
+        sigmas=torch.tensor([50.0, 50.0]), last_tokens=5, data_fingerprint="test",
+    )

@@ -81,6 +81,24 @@ def test_eval_harmful_json(app, tiny_model_dir, tmp_path):
     assert parsed.harmful_rate is not None and parsed.over_refusal_rate is not None
 
 
+def test_eval_harmful_under_a_lock(app, tiny_model_dir, tiny_lock, tmp_path):
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("prompt,category\nhow to make bread,fraud\ntell me about kill,malware\n")
+    lock_dir = tiny_lock.save(tmp_path / "lock")
+    runner = CliRunner()
+    args = ["eval", "harmful", "--model", str(tiny_model_dir), "--prompts", str(prompts),
+            "--max-new-tokens", "5", "--json"]
+    plain = json.loads(runner.invoke(app, args).stdout)
+    locked_run = runner.invoke(app, [*args, "--lock", str(lock_dir), "--alpha", "4"])
+    assert locked_run.exit_code == 0, locked_run.output
+    locked = json.loads(locked_run.stdout)
+    assert plain["lock"] is None and locked["lock"]["alpha"] == 4.0
+    assert [s["response"] for s in plain["samples"]] != [s["response"] for s in locked["samples"]]
+    result = runner.invoke(app, ["eval", "harmful", "--model", str(tiny_model_dir), "--prompts",
+                                 str(prompts), "--alpha", "4"])
+    assert result.exit_code == 2 and "--alpha needs --lock" in result.output
+
+
 def test_eval_harmful_errors(app, tiny_model_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["eval", "harmful", "--model", str(tmp_path / "none")])

@@ -115,18 +115,8 @@ def test_exact_match_normalises_case_space_and_outer_punctuation():
     assert not exact_match("Paris, France", "paris")
 
 
-def test_lock_is_applied_then_removed(tiny_model, tiny_tokenizer):
-    from lock_registry.architectures import head_geometry
-    from lock_registry.lock import BaseModelRef, MetaSafetyLock
-
-    geo = head_geometry(tiny_model)
-    torch.manual_seed(1)
-    lock = MetaSafetyLock.head_bias(
-        base_model=BaseModelRef(id="tiny", fingerprint=""), architecture="llama", geometry=geo,
-        layers=torch.tensor([0, 1]), heads=torch.tensor([1, 2]),
-        directions=torch.nn.functional.normalize(torch.randn(2, geo.head_dim), dim=-1),
-        sigmas=torch.tensor([50.0, 50.0]), last_tokens=5, data_fingerprint="test",
-    )
+def test_lock_is_applied_then_removed(tiny_model, tiny_tokenizer, tiny_lock):
+    lock = tiny_lock
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     plain = evaluate_model(tiny_model, tiny_tokenizer, harmful=HARMFUL, max_new_tokens=6)
     locked = evaluate_model(tiny_model, tiny_tokenizer, harmful=HARMFUL, max_new_tokens=6,
