@@ -13,6 +13,7 @@ from lock_registry.store import (
     ObjectExistsError,
     ObjectNotFoundError,
     PreconditionFailedError,
+    StoreConnectionError,
     StoreCredentialsError,
     open_store,
 )
@@ -149,3 +150,12 @@ def test_missing_and_wrong_credentials_are_named(seaweedfs, s3_bucket, monkeypat
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(StoreCredentialsError, match="refused"):
         open_store(f"s3://{s3_bucket}").put_bytes("k", b"x")
+
+
+def test_unreachable_endpoint_is_named(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store = open_store("s3://bucket/p", endpoint_url="http://127.0.0.1:1")
+    with pytest.raises(StoreConnectionError, match=r"cannot reach the S3 endpoint .*127\.0\.0\.1:1"):
+        store.get_bytes("k")
