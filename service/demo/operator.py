@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from service.demo.config import BASE_MODEL_ID, DemoConfig
 
@@ -42,6 +51,41 @@ class OperatorResult:
         return f"{self.lock_kind}{version}, {self.lock_heads} heads"
 
 
+class _BuildProgress:
+    """Turns the builder's "stage: step i/N loss x" messages into a progress bar on a
+    terminal (or a line per quarter elsewhere); other messages are printed as they come."""
+
+    STEP = re.compile(r"^(?P<stage>\S+): step (?P<step>\d+)/(?P<total>\d+) loss (?P<loss>\S+)$")
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, message: str) -> None:
+        m = self.STEP.match(message)
+        if m is None:
+            self.console.print(f"  {message}", highlight=False)
+            return
+        stage, step, total = m["stage"], int(m["step"]), int(m["total"])
+        if not self.console.is_terminal:
+            if step == total or step % max(1, total // 4) == 0:
+                self.console.print(f"  {message}", highlight=False)
+            return
+        if self.progress is None:
+            self.progress = Progress(TextColumn("  {task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                                     TimeRemainingColumn(), console=self.console)
+            self.progress.start()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total, loss="")
+        self.progress.update(self.tasks[stage], completed=step, loss=m["loss"])
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
     """Build the staged demo model (reused when its content hash matches); returns the
     aligned stage, the base that customers fine-tune."""
@@ -50,8 +94,11 @@ def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
     out = cache / f"demo-model-{config.model_size}"
     console.print(f"[bold]operator[/]: demo model ({config.model_size}) in {out} "
                   "(built once, then reused)")
-    built = build_demo_model(out, config.model_size, config.seed,
-                             progress=lambda msg: console.print(f"  {msg}", highlight=False))
+    progress = _BuildProgress(console)
+    try:
+        built = build_demo_model(out, config.model_size, config.seed, progress=progress)
+    finally:
+        progress.close()
     return built.aligned
 
 
