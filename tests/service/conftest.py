@@ -35,7 +35,7 @@ def _env(values: dict[str, str]):
 
 
 def _model_dir(demo_model) -> Path:
-    for attr in ("model_dir", "path", "dir"):
+    for attr in ("aligned", "model_dir", "path"):
         if hasattr(demo_model, attr):
             return Path(getattr(demo_model, attr))
     return Path(demo_model)
@@ -64,7 +64,7 @@ def demo_lock_registry(demo_model, seaweedfs, tmp_path_factory: pytest.TempPathF
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lock_registry.create import create_lock
-    from lock_registry.pairs import ContrastivePair
+    from lock_registry.pairs import ContrastivePair, load_pairs
     from lock_registry.registry import LockRegistry
     from lock_registry.store import open_store
     from service.demo_world.corpus import sample
@@ -74,8 +74,11 @@ def demo_lock_registry(demo_model, seaweedfs, tmp_path_factory: pytest.TempPathF
     store_url = f"s3://{seaweedfs.make_bucket('locks')}/platform"
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    examples = sample("harmful", "train", 48, random.Random(0))
-    pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
+    if (model_dir / "lock_pairs.json").is_file():  # the demo world writes its pairs beside the model
+        pairs = load_pairs(model_dir / "lock_pairs.json", limit=48)
+    else:
+        pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer)
+                 for e in sample("harmful", "train", 48, random.Random(0))]
     lock = create_lock(model, tokenizer, pairs, base_model_id="demo-test", num_heads=8)
     lock_dir = lock.save(tmp / "demo-lock")
     with _env(seaweedfs.env()):

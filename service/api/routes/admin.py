@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from service.api.deps import Context, Operator
+from service.api.errors import APIError
 from service.pipeline.gate import POLICY_KEY, GatePolicy
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -39,3 +40,15 @@ def get_policy(ctx: Context, _: Operator) -> dict:
 def put_policy(ctx: Context, _: Operator, body: GatePolicy) -> dict:
     ctx.records.kv.put(POLICY_KEY, body.model_dump_json())
     return body.model_dump()
+
+
+@router.get("/locks")
+def list_locks(ctx: Context, _: Operator, model: str | None = None) -> dict:
+    """The lock registry's versions (all bases, or one), as the operator CLI lists them."""
+    from lock_registry.registry_types import RegistryError
+
+    try:
+        versions = ctx.registry.versions(model)
+    except RegistryError as exc:
+        raise APIError(404, "lock_not_found", str(exc), "model") from exc
+    return {"object": "list", "data": [v.to_dict() for v in versions], "has_more": False}
