@@ -92,6 +92,8 @@ def cancel(ctx: Context, tenant: Tenant, job_id: str) -> dict:
     except JobConflict as exc:
         raise APIError(409, "job_not_cancellable", f"Job {job_id} is already {job.status}.") from exc
     ctx.records.add_event(job.id, "Cancellation requested.", once="cancel_requested")
+    if job.status == "cancelled":  # it was not running: nothing else will record the end
+        ctx.records.add_event(job.id, "Job cancelled.", level="warn", once="finished")
     return job.public()
 
 
