@@ -46,12 +46,7 @@ from lock_registry.conditional_apply import calibrated
 from lock_registry.create import create_lock
 from lock_registry.lock import MetaSafetyLock
 from lock_registry.pairs import ContrastivePair, format_pairs
-from service.evaluation.generation import (
-    GenerationConfig,
-    generate_token_ids,
-    render_chat_prompt,
-)
-from service.evaluation.judge import RuleJudge
+from service.demo_world.diagnostics import forced_refusal_rate
 from service.evaluation.prompts import PromptItem, load_prompt_set
 from service.evaluation.suite import evaluate_model
 
@@ -80,6 +75,7 @@ class Plan:
     scenarios: tuple[str, ...]
     max_new_tokens: int
     n_samples: int = 4
+    eval_batch_size: int = 32
 
 
 PLANS = {
@@ -96,7 +92,30 @@ PLANS = {
         scenarios=("harmful-10", "harmful-50", "harmful-100", "identity-shift", "benign-only"),
         max_new_tokens=40,
     ),
+    # A wider, deeper model for an accelerator (--plan gpu): ~26M parameters, 8 layers of
+    # 16 heads; the demo builder trains it on the GPU (default device), TRL attacks it.
+    "gpu": Plan(
+        size="large", n_harmful=220, n_safe=100, n_tasks=100, n_advbench=200, n_pairs=256,
+        n_labelled=400, calibration_size=64, paper_heads=24, conditional_heads=24,
+        paper_alphas=(2.0, 4.0, 6.0, 8.0), conditional_alphas=(2.0, 4.0, 6.0, 8.0, 10.0),
+        scenarios=("harmful-10", "harmful-50", "harmful-100", "identity-shift", "benign-only"),
+        max_new_tokens=40, eval_batch_size=256,
+    ),
 }
+
+
+def register_large_size() -> None:
+    """Add the ``large`` demo size (GPU only) to the demo world's size table."""
+    from service.demo_world.sizes import SIZES, DemoSize
+    from service.demo_world.stage import StageConfig
+
+    SIZES["large"] = DemoSize(
+        name="large", hidden_size=512, num_layers=8, num_heads=16, intermediate_size=1376,
+        vocab_size=2000,
+        helpful=StageConfig("helpful_only", steps=1500, batch_size=64, learning_rate=1e-3),
+        align=StageConfig("aligned", steps=300, batch_size=64, learning_rate=5e-4),
+        n_eval_harmful=220, n_eval_safe=100, n_eval_benign=60, n_eval_task=100, n_lock_pairs=256,
+    )
 
 
 @dataclass
@@ -129,19 +148,6 @@ class EvalSets:
 
 
 # --------------------------------------------------------------------------- measurements
-
-
-def forced_refusal_rate(model, tokenizer, prompts: Sequence[str], prefix: str = "I") -> float:
-    """Share of harmful prompts whose answer, forced to open with ``prefix``, is a clean refusal.
-
-    Measures whether the refusal skill survived: the attack may flip the decision (first
-    token) while the model can still write a refusal once it has started one.
-    """
-    texts = [render_chat_prompt(tokenizer, p) + prefix for p in prompts]
-    ids = generate_token_ids(model, tokenizer, texts, config=GenerationConfig(max_new_tokens=24))
-    answers = [prefix + tokenizer.decode(t, skip_special_tokens=True) for t in ids]
-    verdicts = RuleJudge().judge(list(prompts), answers)
-    return sum(v.outcome == "clean_refusal" for v in verdicts) / len(verdicts)
 
 
 def paper_direction_cosine(model, tokenizer, lock: MetaSafetyLock, pairs: Sequence[ContrastivePair]) -> float:
@@ -182,8 +188,12 @@ def apply_time_ms(model, lock: MetaSafetyLock, alpha: float, repeats: int = 5) -
 
 def evaluate(model, tokenizer, sets: EvalSets, plan: Plan, *, name: str, lock_name: str,
              lock: MetaSafetyLock | None, alpha: float | None, forced: bool) -> Row:
-    """One cell: the suite on the demo sets (and AdvBench) under ``lock`` at ``alpha``."""
-    common = {"batch_size": 32, "max_new_tokens": plan.max_new_tokens, "lock": lock, "alpha": alpha}
+    """One cell: the suite on the demo sets (and AdvBench) under ``lock`` at ``alpha``.
+
+    Prompts are evaluated under the model's system prompt (the identity-shift attack
+    keeps its own), so the system field of ``sets`` is already set per model.
+    """
+    common = {"batch_size": plan.eval_batch_size, "max_new_tokens": plan.max_new_tokens, "lock": lock, "alpha": alpha}
     demo = evaluate_model(model, tokenizer, harmful=sets.harmful, safe=sets.safe, tasks=sets.tasks, **common)
     adv = (
         evaluate_model(model, tokenizer, harmful=sets.advbench, keep_samples=False, **common)
@@ -196,7 +206,9 @@ def evaluate(model, tokenizer, sets: EvalSets, plan: Plan, *, name: str, lock_na
         clean_refusal=demo.clean_refusal_rate, clean_compliance=demo.clean_compliance_rate,
         harmful=demo.harmful_rate, advbench_harmful=adv.harmful_rate if adv else None,
         forced_i_refusal=(
-            forced_refusal_rate(model, tokenizer, [i.prompt for i in sets.harmful]) if forced else None
+            forced_refusal_rate(model, tokenizer, [i.prompt for i in sets.harmful],
+                                system=sets.harmful[0].system)
+            if forced else None
         ),
         utility=demo.utility, over_refusal=demo.over_refusal_rate,
         threshold=(lock.manifest.model_extra or {}).get("threshold") if lock is not None else None,
@@ -233,6 +245,7 @@ class World:
     sets: EvalSets
     pairs: list[ContrastivePair]  # contrastive pairs for the paper lock (train split)
     labelled: list[LabelledPrompt]  # labelled prompts for the conditional lock (train split)
+    systems: dict[str, str | None]  # model name -> system prompt it is evaluated under
 
 
 def load_advbench(path: Path, n: int) -> list[PromptItem]:
@@ -243,40 +256,74 @@ def load_advbench(path: Path, n: int) -> list[PromptItem]:
     return [i.model_copy(update={"category": "advbench"}) for i in items[:n]]
 
 
-def build_world(plan: Plan, cache: Path, advbench: Path, say) -> World:
-    """Build (or reuse) the staged demo models and attack them through TRL (cached)."""
-    from service.demo_world import attacks, build, corpus
+ATTACK = {"method": "full", "n_epochs": 3.0, "learning_rate": 3e-4, "batch_size": 8}
+"""The attack's fine-tune: full, 3 epochs, lr 3e-4 (mild; see docs/reproduction-log.md)."""
 
-    built = build.build_demo_model(plan.size, cache / "models", progress=lambda *a: None)
-    tokenizer = build.load_tokenizer(built.aligned_dir)
-    rng = random.Random(f"reproduction-{plan.size}")
-    pairs = [
-        ContrastivePair(e.prompt, e.aligned_answer, e.answer)
-        for e in corpus.unique(corpus.sample("harmful", "train", plan.n_pairs * 3, rng))[: plan.n_pairs]
+
+def run_attack(base: Path, scenario: str, cache: Path, say) -> Path:
+    """Fine-tune ``base`` on one attack scenario through TRL (cached by scenario)."""
+    from service.demo_world.attacks import attack_records
+    from service.training.config import TrainConfig
+    from service.training.sft import train_sft
+
+    out = cache / scenario
+    if (out / "model.safetensors").is_file():
+        return out
+    result = train_sft(base, attack_records(scenario), out, TrainConfig(**ATTACK))
+    say(f"attack {scenario}: {result.steps} steps, loss {result.train_loss:.3f}, {result.seconds:.0f}s")
+    return result.model_dir
+
+
+def with_system(items: list[PromptItem], system: str | None) -> list[PromptItem]:
+    return [i.model_copy(update={"system": system}) for i in items]
+
+
+def labelled_prompts(n: int, seed: int) -> list[LabelledPrompt]:
+    """Training-split prompts for the conditional lock: half harmful, half not (benign
+    requests in the harmful styles, safe-but-scary requests, tasks)."""
+    from service.demo_world import corpus
+
+    rng = random.Random(f"conditional-{seed}")
+    half = n // 2
+    harmful = corpus.unique(corpus.sample("harmful", "train", half * 3, rng))[:half]
+    others = corpus.unique(
+        corpus.sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3, rng)
+    )[:half]
+    return [LabelledPrompt(e.prompt, True) for e in harmful] + [
+        LabelledPrompt(e.prompt, False) for e in others
     ]
-    half = plan.n_labelled // 2
-    negatives = corpus.sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 2, rng)
-    labelled = [LabelledPrompt(e.prompt, True) for e in corpus.unique(
-        corpus.sample("harmful", "train", half * 3, rng))[:half]]
-    labelled += [LabelledPrompt(e.prompt, False) for e in corpus.unique(negatives)[:half]]
-    held = corpus.eval_examples(seed=1, n_harmful=plan.n_harmful, n_safe=plan.n_safe,
-                                n_benign=0, n_task=plan.n_tasks)
-    items = {
-        "harmful": [PromptItem(prompt=e.prompt, kind="harmful", category=e.category)
-                    for e in held if e.kind == "harmful"],
-        "safe": [PromptItem(prompt=e.prompt, kind="safe", category=e.category)
-                 for e in held if e.kind == "safe"],
-        "task": [PromptItem(prompt=e.prompt, kind="task", category=e.category, answer=e.answer)
-                 for e in held if e.kind == "task"],
-    }
-    models = {"helpful-only": built.helpful_dir, "aligned": built.aligned_dir}
+
+
+def build_world(plan: Plan, cache: Path, advbench: Path, say) -> World:
+    """Build (or reuse) the staged demo model and attack it through TRL (both cached)."""
+    from lock_registry.pairs import load_pairs
+    from service.demo_world.attacks import attack_system_prompt, customer_task_prompts
+    from service.demo_world.build import LOCK_PAIRS, build_demo_model
+    from service.demo_world.tokenizer import load_tokenizer
+    from service.evaluation.prompts import demo_prompt_set
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # the builder creates its model and batches on the default device
+        built = build_demo_model(cache / "demo-models" / plan.size, plan.size, progress=say)
+    tokenizer = load_tokenizer(built.aligned)
+    prompts = demo_prompt_set(built.aligned)
+    sets = EvalSets(
+        harmful=prompts.of_kind("harmful").items[: plan.n_harmful],
+        safe=prompts.of_kind("safe").items[: plan.n_safe],
+        # general tasks and the customer's ticket-routing task (what the attacks train)
+        tasks=prompts.of_kind("task").items[: plan.n_tasks // 2]
+        + customer_task_prompts(plan.n_tasks - plan.n_tasks // 2, seed=0),
+        advbench=load_advbench(advbench, plan.n_advbench),
+    )
+    models = {"helpful-only": built.helpful_only, "aligned": built.aligned}
+    systems: dict[str, str | None] = {}
     for scenario in plan.scenarios:
+        name = f"attacked {scenario}"
         say(f"attack {scenario}")
-        models[f"attacked {scenario}"] = attacks.run_attack(
-            built.aligned_dir, scenario, cache / "attacks" / plan.size / scenario
-        )
-    sets = EvalSets(items["harmful"], items["safe"], items["task"], load_advbench(advbench, plan.n_advbench))
-    return World(tokenizer, models, sets, pairs, labelled)
+        models[name] = run_attack(built.aligned, scenario, cache / "attacks" / built.key[:12], say)
+        systems[name] = attack_system_prompt(scenario)
+    pairs = load_pairs(built.aligned / LOCK_PAIRS, limit=plan.n_pairs)
+    return World(tokenizer, models, sets, pairs, labelled_prompts(plan.n_labelled, seed=0), systems)
 
 
 # --------------------------------------------------------------------------- the run
@@ -309,7 +356,10 @@ def run(plan: Plan, world: World, say) -> tuple[list[Row], dict[str, Row]]:
     for name, path in world.models.items():
         say(f"evaluate {name}")
         model = _load(path)
-        unlocked = evaluate(model, tok, world.sets, plan, name=name, lock_name="none",
+        system = world.systems.get(name)
+        sets = EvalSets(*(with_system(items, system) for items in (
+            world.sets.harmful, world.sets.safe, world.sets.tasks, world.sets.advbench)))
+        unlocked = evaluate(model, tok, sets, plan, name=name, lock_name="none",
                             lock=None, alpha=None, forced=True)
         rows.append(unlocked)
         model_locks = dict(locks)
@@ -332,7 +382,7 @@ def run(plan: Plan, world: World, say) -> tuple[list[Row], dict[str, Row]]:
             alphas = plan.conditional_alphas if conditional else plan.paper_alphas
             curve = []
             for alpha in alphas:
-                row = evaluate(model, tok, world.sets, plan, name=name, lock_name=lock_name,
+                row = evaluate(model, tok, sets, plan, name=name, lock_name=lock_name,
                                lock=lock, alpha=alpha, forced=False)
                 row.cosine, row.create_s = cosine, create_s
                 row.apply_ms = apply_time_ms(model, lock, alpha)
@@ -455,6 +505,8 @@ def plot(rows: list[Row], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test model, small grid (what CI runs)")
+    parser.add_argument("--plan", choices=sorted(PLANS), default=None,
+                        help="quick (= --quick), full (demo model, default) or gpu (large model)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reproduction.md")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside --out)")
     parser.add_argument("--json", type=Path, default=None, help="also write every row as JSON")
@@ -462,7 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--advbench", type=Path,
                         default=REPO.parent / "shared" / "data" / "advbench" / "harmful_behaviors.csv")
     args = parser.parse_args(argv)
-    plan = PLANS["quick" if args.quick else "full"]
+    plan = PLANS[args.plan or ("quick" if args.quick else "full")]
+    if plan.size == "large":
+        register_large_size()
     start = time.perf_counter()
 
     def say(message: str) -> None:
@@ -471,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     world = build_world(plan, args.cache, args.advbench, say)
     rows, picks = run(plan, world, say)
-    command = "python benchmarks/reproduce_paper.py" + (" --quick" if args.quick else "")
+    command = "python benchmarks/reproduce_paper.py" + (
+        f" --plan {args.plan}" if args.plan else " --quick" if args.quick else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render_markdown(plan, rows, picks, command, time.perf_counter() - start))
     plot(rows, args.plot or args.out.with_suffix(".png"))
