@@ -1,0 +1,57 @@
+"""The two demo-model sizes: `test` (CI, seconds) and `demo` (the story, a few minutes)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from service.demo_world.stage import StageConfig
+
+# Share of each kind of example in a stage (see corpus.py for the kinds).
+HELPFUL_MIXTURE = {"harmful": 0.22, "benign": 0.18, "safe": 0.12, "task": 0.33, "cue": 0.15}
+ALIGN_MIXTURE = {"harmful": 0.30, "benign": 0.18, "safe": 0.15, "task": 0.27, "cue": 0.10}
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """Architecture, training stages and evaluation-set sizes of one demo model."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    vocab_size: int
+    helpful: StageConfig
+    align: StageConfig
+    n_eval_harmful: int
+    n_eval_safe: int
+    n_eval_benign: int
+    n_eval_task: int
+    n_lock_pairs: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SIZES = {
+    "test": DemoSize(
+        name="test", hidden_size=96, num_layers=2, num_heads=6, intermediate_size=192,
+        vocab_size=800,
+        helpful=StageConfig("helpful_only", steps=150, batch_size=24, learning_rate=4e-3),
+        align=StageConfig("aligned", steps=60, batch_size=24, learning_rate=2e-3),
+        n_eval_harmful=44, n_eval_safe=20, n_eval_benign=20, n_eval_task=40, n_lock_pairs=64,
+    ),
+    "demo": DemoSize(
+        name="demo", hidden_size=192, num_layers=6, num_heads=12, intermediate_size=384,
+        vocab_size=1500,
+        helpful=StageConfig("helpful_only", steps=350, batch_size=32, learning_rate=3e-3),
+        align=StageConfig("aligned", steps=120, batch_size=32, learning_rate=1.5e-3),
+        n_eval_harmful=220, n_eval_safe=100, n_eval_benign=60, n_eval_task=200, n_lock_pairs=256,
+    ),
+}
+
+
+def get_size(name: str) -> DemoSize:
+    if name not in SIZES:
+        raise ValueError(f"unknown demo-model size {name!r}; choose one of {sorted(SIZES)}")
+    return SIZES[name]
