@@ -11,7 +11,6 @@ from sdk import Client
 from sdk import _constants as C
 from sdk.in_process import asgi_http_client
 from tests.sdk.fake_service import FakeService, build_app
-from tests.service.conftest import demo_lock_registry  # noqa: F401 - the real jobs' lock world
 
 GOOD_LINE = {"messages": [{"role": "user", "content": "Add 2 and 3."},
                           {"role": "assistant", "content": "5"}]}
