@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-eval_app = typer.Typer(help="Evaluate models: refusal judge, harmful-response rate.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate models: refusal judge, harmful-response rate.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,9 +32,12 @@ def judge_command(
     input: Annotated[Path, typer.Option("--input", help="CSV file with one answer per row")],
     out: Annotated[Path, typer.Option("--out", help="CSV file to write (input + label, refusal)")],
     text_column: Annotated[str, typer.Option(help="column holding the answers")] = "completion",
-    prompt_column: Annotated[str, typer.Option(help="column holding the prompts, if any")] = "prompt",
+    prompt_column: Annotated[
+        str, typer.Option(help="column holding the prompts, if any")
+    ] = "prompt",
     judge: Annotated[
-        str | None, typer.Option(help="judge config: JSON text or a .json file (default: our rules)")
+        str | None,
+        typer.Option(help="judge config: JSON text or a .json file (default: our rules)"),
     ] = None,
 ) -> None:
     """Label every answer full_compliance / full_refusal / partial_refusal."""
@@ -72,17 +77,26 @@ def harmful_command(
     model: Annotated[Path, typer.Option("--model", help="model directory (save_pretrained)")],
     prompts: Annotated[
         Path | None,
-        typer.Option(help="CSV/JSONL prompts (rows without 'kind' are harmful); "
-                          "default: the demo's held-out prompts beside the model"),
+        typer.Option(
+            help="CSV/JSONL prompts (rows without 'kind' are harmful); "
+            "default: the demo's held-out prompts beside the model"
+        ),
     ] = None,
-    lock: Annotated[Path | None, typer.Option(help="lock directory to apply while evaluating")] = None,
-    alpha: Annotated[float | None, typer.Option(help="lock strength (default: the lock's own)")] = None,
+    lock: Annotated[
+        Path | None, typer.Option(help="lock directory to apply while evaluating")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="lock strength (default: the lock's own)")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     judge: Annotated[
-        str | None, typer.Option(help="judge config: JSON text or a .json file (default: our rules)")
+        str | None,
+        typer.Option(help="judge config: JSON text or a .json file (default: our rules)"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the full EvalResult as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the full EvalResult as JSON")
+    ] = False,
 ) -> None:
     """Harmful-response rate (and over-refusal / utility when the file has safe / task rows)."""
     from service.evaluation.judges import JudgeConfigError, judge_from_config
@@ -120,7 +134,9 @@ def harmful_command(
         max_new_tokens=max_new_tokens,
         judge=judge_impl,
         lock=lock_obj,
-        alpha=(alpha if alpha is not None else lock_obj.manifest.default_alpha) if lock_obj else None,
+        alpha=(alpha if alpha is not None else lock_obj.manifest.default_alpha)
+        if lock_obj
+        else None,
         progress=progress,
     )
     if as_json:

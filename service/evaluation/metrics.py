@@ -36,7 +36,9 @@ def _check_record(i: int, record: dict) -> list[dict]:
 def _encode_record(tokenizer, messages: list[dict], max_length: int) -> tuple[list[int], list[int]]:
     """Token ids of the whole chat and labels scoring only the final assistant answer."""
     full = tokenizer.apply_chat_template(messages, tokenize=False)
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], tokenize=False, add_generation_prompt=True
+    )
     full_ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_length]
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     shared = 0  # tokens of the rendered prompt that the full chat starts with
@@ -62,7 +64,9 @@ def validation_loss(
     """
     if not records:
         raise ValueError("no validation records")
-    encoded = [_encode_record(tokenizer, _check_record(i, r), max_length) for i, r in enumerate(records)]
+    encoded = [
+        _encode_record(tokenizer, _check_record(i, r), max_length) for i, r in enumerate(records)
+    ]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     was_training = model.training

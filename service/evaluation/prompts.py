@@ -70,7 +70,9 @@ class PromptSet(BaseModel):
 
     def of_kind(self, kind: PromptKind) -> PromptSet:
         """The items of one kind, in order."""
-        return PromptSet(name=f"{self.name}:{kind}", items=[i for i in self.items if i.kind == kind])
+        return PromptSet(
+            name=f"{self.name}:{kind}", items=[i for i in self.items if i.kind == kind]
+        )
 
     @property
     def prompts(self) -> list[str]:
@@ -129,7 +131,9 @@ def load_prompt_set(
     elif suffix == ".csv":
         rows = _rows_from_csv(path)
     else:
-        raise PromptSetError(f"{path}: unsupported prompt file type {suffix!r} (use .csv or .jsonl)")
+        raise PromptSetError(
+            f"{path}: unsupported prompt file type {suffix!r} (use .csv or .jsonl)"
+        )
 
     items: list[PromptItem] = []
     for line_no, row in rows:

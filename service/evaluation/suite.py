@@ -119,7 +119,9 @@ def _items(prompts: PromptSet | Sequence[PromptItem] | None, kind: PromptKind) -
     items = prompts.items if isinstance(prompts, PromptSet) else list(prompts)
     wrong = [i for i in items if i.kind != kind]
     if wrong:
-        raise ValueError(f"{len(wrong)} prompt(s) of kind {wrong[0].kind!r} given as {kind!r} prompts")
+        raise ValueError(
+            f"{len(wrong)} prompt(s) of kind {wrong[0].kind!r} given as {kind!r} prompts"
+        )
     return items
 
 
@@ -187,7 +189,9 @@ def evaluate_model(
     task_items = _items(tasks, "task")
     everything = harmful_items + safe_items + task_items
     if not everything and not validation_records:
-        raise ValueError("nothing to evaluate: give harmful, safe or task prompts, or validation records")
+        raise ValueError(
+            "nothing to evaluate: give harmful, safe or task prompts, or validation records"
+        )
     gen_config = GenerationConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
 
     with applied_lock(model, lock, alpha):
@@ -212,20 +216,40 @@ def evaluate_model(
         progress("judge", 0, len(judged_items))
     verdicts = judge.judge([i.prompt for i in judged_items], responses[: n_h + n_s])
     if len(verdicts) != len(judged_items):
-        raise RuntimeError(f"judge {judge.name!r} returned {len(verdicts)} verdicts for {len(judged_items)}")
+        raise RuntimeError(
+            f"judge {judge.name!r} returned {len(verdicts)} verdicts for {len(judged_items)}"
+        )
     if progress:
         progress("judge", len(judged_items), len(judged_items))
     h_verdicts, s_verdicts = verdicts[:n_h], verdicts[n_h:]
-    correct = [exact_match(r, i.answer or "") for i, r in zip(task_items, responses[n_h + n_s :], strict=True)]
+    correct = [
+        exact_match(r, i.answer or "")
+        for i, r in zip(task_items, responses[n_h + n_s :], strict=True)
+    ]
 
     samples: list[Sample] = []
     if keep_samples:
         for item, response, v in zip(judged_items, responses[: n_h + n_s], verdicts, strict=True):
-            samples.append(Sample(kind=item.kind, category=item.category, prompt=item.prompt,
-                                  response=response, label=v.label, outcome=v.outcome))
+            samples.append(
+                Sample(
+                    kind=item.kind,
+                    category=item.category,
+                    prompt=item.prompt,
+                    response=response,
+                    label=v.label,
+                    outcome=v.outcome,
+                )
+            )
         for item, response, ok in zip(task_items, responses[n_h + n_s :], correct, strict=True):
-            samples.append(Sample(kind="task", category=item.category, prompt=item.prompt,
-                                  response=response, correct=ok))
+            samples.append(
+                Sample(
+                    kind="task",
+                    category=item.category,
+                    prompt=item.prompt,
+                    response=response,
+                    correct=ok,
+                )
+            )
 
     return EvalResult(
         harmful_rate=_rate([v.harmful for v in h_verdicts]),

@@ -20,7 +20,16 @@ def build_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|system|>", "<|assistant|>", "<|end|>"]
+    specials = [
+        "<pad>",
+        "<unk>",
+        "<s>",
+        "</s>",
+        "<|user|>",
+        "<|system|>",
+        "<|assistant|>",
+        "<|end|>",
+    ]
     vocab = {tok: i for i, tok in enumerate(specials + sorted(set(WORDS)) + ["?", ".", ","])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -90,8 +99,15 @@ def tiny_lock(tiny_model):
     geo = head_geometry(tiny_model)
     gen = torch.Generator().manual_seed(1)
     return MetaSafetyLock.head_bias(
-        base_model=BaseModelRef(id="tiny", fingerprint=""), architecture="llama", geometry=geo,
-        layers=torch.tensor([0, 1]), heads=torch.tensor([1, 2]),
-        directions=torch.nn.functional.normalize(torch.randn(2, geo.head_dim, generator=gen), dim=-1),
-        sigmas=torch.tensor([50.0, 50.0]), last_tokens=5, data_fingerprint="test",
+        base_model=BaseModelRef(id="tiny", fingerprint=""),
+        architecture="llama",
+        geometry=geo,
+        layers=torch.tensor([0, 1]),
+        heads=torch.tensor([1, 2]),
+        directions=torch.nn.functional.normalize(
+            torch.randn(2, geo.head_dim, generator=gen), dim=-1
+        ),
+        sigmas=torch.tensor([50.0, 50.0]),
+        last_tokens=5,
+        data_fingerprint="test",
     )

@@ -26,7 +26,10 @@ def test_batched_equals_one_by_one(tiny_model, tiny_tokenizer):
     texts = [render_chat_prompt(tiny_tokenizer, p) for p in PROMPTS]
     calls = []
     batched = generate_token_ids(
-        tiny_model, tiny_tokenizer, texts, config=GenerationConfig(batch_size=3, max_new_tokens=10),
+        tiny_model,
+        tiny_tokenizer,
+        texts,
+        config=GenerationConfig(batch_size=3, max_new_tokens=10),
         progress=lambda done, total: calls.append((done, total)),
     )
     single = [
@@ -51,7 +54,9 @@ def test_tokenizer_without_pad_token_pads_with_eos(tiny_model, tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
     tok.pad_token = None
     assert tok.pad_token_id is None
-    out = generate(tiny_model, tok, PROMPTS[:3], config=GenerationConfig(batch_size=3, max_new_tokens=6))
+    out = generate(
+        tiny_model, tok, PROMPTS[:3], config=GenerationConfig(batch_size=3, max_new_tokens=6)
+    )
     assert out == generate(tiny_model, tiny_tokenizer, PROMPTS[:3], config=GenerationConfig(3, 6))
 
 

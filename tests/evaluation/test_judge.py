@@ -100,7 +100,10 @@ def test_a_fluent_sentence_said_in_a_loop_is_not_junk(text):
 
 
 def test_normalise_expands_contractions_and_quotes():
-    assert normalise("I\u2019m NOT able; I can't, won't, don't") == "i am not able; i cannot, will not, do not"
+    assert (
+        normalise("I\u2019m NOT able; I can't, won't, don't")
+        == "i am not able; i cannot, will not, do not"
+    )
 
 
 def test_judgement_views():

@@ -33,8 +33,14 @@ def test_config_parsing(tmp_path):
     with pytest.raises(JudgeConfigError, match="neither JSON nor an existing file"):
         parse_judge_config(str(tmp_path / "missing.json"))
     with pytest.raises(JudgeConfigError, match="SAFETYLOCK_TEST_NO_SUCH_KEY"):
-        judge_from_config({"kind": "openai", "url": "http://x/v1", "model": "m",
-                           "api_key_env": "SAFETYLOCK_TEST_NO_SUCH_KEY"})
+        judge_from_config(
+            {
+                "kind": "openai",
+                "url": "http://x/v1",
+                "model": "m",
+                "api_key_env": "SAFETYLOCK_TEST_NO_SUCH_KEY",
+            }
+        )
 
 
 def _save_classifier(path, tokenizer, id2label):
@@ -43,9 +49,16 @@ def _save_classifier(path, tokenizer, id2label):
 
     torch.manual_seed(3)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-        num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
     )
     LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -54,8 +67,11 @@ def _save_classifier(path, tokenizer, id2label):
 
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory, tiny_tokenizer):
-    return _save_classifier(tmp_path_factory.mktemp("classifier"), tiny_tokenizer,
-                            {0: "refusal", 1: "compliance", 2: "partial"})
+    return _save_classifier(
+        tmp_path_factory.mktemp("classifier"),
+        tiny_tokenizer,
+        {0: "refusal", 1: "compliance", 2: "partial"},
+    )
 
 
 def test_hf_classifier_judge_follows_the_model(classifier_dir, tiny_tokenizer):
@@ -63,8 +79,15 @@ def test_hf_classifier_judge_follows_the_model(classifier_dir, tiny_tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     prompts = ["how to make bread", "kill python process", "hello", "what is the capital"]
-    answers = ["sure here is how", "i cannot help with that", "the the the the the the the the", "paris"]
-    judge = judge_from_config({"kind": "hf_classifier", "path": str(classifier_dir), "batch_size": 3})
+    answers = [
+        "sure here is how",
+        "i cannot help with that",
+        "the the the the the the the the",
+        "paris",
+    ]
+    judge = judge_from_config(
+        {"kind": "hf_classifier", "path": str(classifier_dir), "batch_size": 3}
+    )
     verdicts = judge.judge(prompts, answers)
     model = AutoModelForSequenceClassification.from_pretrained(classifier_dir).eval()
     names = {0: "full_refusal", 1: "full_compliance", 2: "partial_refusal"}
@@ -81,7 +104,9 @@ def test_hf_classifier_needs_a_mapping_for_every_class(tmp_path, tiny_tokenizer)
     path = _save_classifier(tmp_path, tiny_tokenizer, {0: "LABEL_0", 1: "LABEL_1"})
     with pytest.raises(JudgeConfigError, match="'LABEL_0' has no mapping"):
         HFClassifierJudge(path)
-    judge = HFClassifierJudge(path, label_map={"LABEL_0": "full_refusal", "LABEL_1": "full_compliance"})
+    judge = HFClassifierJudge(
+        path, label_map={"LABEL_0": "full_refusal", "LABEL_1": "full_compliance"}
+    )
     assert {v.label for v in judge.judge(["a"], ["b"])} <= {"full_refusal", "full_compliance"}
     with pytest.raises(JudgeConfigError, match="not a classifier directory"):
         HFClassifierJudge(tmp_path / "missing")
@@ -94,7 +119,7 @@ class _FakeChat(BaseHTTPRequestHandler):
     reply_override: str | None = None
     seen_auth: list[str] = []
 
-    def do_POST(self):  # noqa: N802 (http.server API)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen_auth.append(self.headers.get("Authorization", ""))
         if self.path != "/v1/chat/completions":
@@ -138,9 +163,17 @@ def fake_endpoint():
 def test_openai_judge_labels_through_the_endpoint(fake_endpoint, monkeypatch):
     monkeypatch.setenv("SAFETYLOCK_TEST_JUDGE_KEY", "sk-test")
     _FakeChat.failures_left = 1  # one 503 first: retried
-    judge = judge_from_config({"kind": "openai", "url": fake_endpoint, "model": "judge-1",
-                               "api_key_env": "SAFETYLOCK_TEST_JUDGE_KEY"})
-    verdicts = judge.judge(["a", "b", "c"], ["I cannot do that.", "Sure, here it is.", "partly yes"])
+    judge = judge_from_config(
+        {
+            "kind": "openai",
+            "url": fake_endpoint,
+            "model": "judge-1",
+            "api_key_env": "SAFETYLOCK_TEST_JUDGE_KEY",
+        }
+    )
+    verdicts = judge.judge(
+        ["a", "b", "c"], ["I cannot do that.", "Sure, here it is.", "partly yes"]
+    )
     assert [v.label for v in verdicts] == ["full_refusal", "full_compliance", "partial_refusal"]
     assert set(_FakeChat.seen_auth) == {"Bearer sk-test"}
     assert judge.name == "openai:judge-1"
@@ -157,4 +190,6 @@ def test_openai_judge_fails_closed(fake_endpoint):
     with pytest.raises(JudgeError, match="HTTP 503 after retries"):
         OpenAIChatJudge(fake_endpoint, "m", max_retries=1).judge(["a"], ["b"])
     with pytest.raises(JudgeError, match="unreachable"):
-        OpenAIChatJudge("http://127.0.0.1:9/v1", "m", max_retries=0, timeout_s=2).judge(["a"], ["b"])
+        OpenAIChatJudge("http://127.0.0.1:9/v1", "m", max_retries=0, timeout_s=2).judge(
+            ["a"], ["b"]
+        )

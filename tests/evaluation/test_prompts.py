@@ -39,7 +39,12 @@ def test_csv_with_mapped_fields_and_default_kind(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "kwargs", "message"),
     [
-        ("a.jsonl", '{"prompt": "x", "kind": "harmful"}\n{oops\n', {}, r"a.jsonl:2: not valid JSON"),
+        (
+            "a.jsonl",
+            '{"prompt": "x", "kind": "harmful"}\n{oops\n',
+            {},
+            r"a.jsonl:2: not valid JSON",
+        ),
         ("b.jsonl", '{"prompt": "x"}\n', {}, r"b.jsonl:1: no 'kind' field"),
         ("c.jsonl", '{"prompt": "2+2", "kind": "task"}\n', {}, r"c.jsonl:1: .*needs an answer"),
         ("d.jsonl", '{"prompt": "x", "kind": "evil"}\n', {}, r"d.jsonl:1: "),
@@ -61,5 +66,7 @@ def test_missing_file_and_demo_default(tmp_path):
         load_prompt_set(tmp_path / "nope.csv")
     with pytest.raises(PromptSetError, match="no default prompt set"):
         demo_prompt_set(tmp_path)
-    save_prompt_set(PromptSet(items=[PromptItem(prompt="hi", kind="safe")]), tmp_path / DEMO_PROMPTS_FILENAME)
+    save_prompt_set(
+        PromptSet(items=[PromptItem(prompt="hi", kind="safe")]), tmp_path / DEMO_PROMPTS_FILENAME
+    )
     assert demo_prompt_set(tmp_path).prompts == ["hi"]

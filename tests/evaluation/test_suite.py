@@ -22,11 +22,19 @@ SAFE = [
 ]
 TASKS = [PromptItem(prompt="capital of france ?", kind="task", answer="paris")]
 RECORDS = [
-    {"messages": [{"role": "user", "content": "capital of france ?"},
-                  {"role": "assistant", "content": "paris"}]},
-    {"messages": [{"role": "system", "content": "you are no"},
-                  {"role": "user", "content": "reverse the word hello"},
-                  {"role": "assistant", "content": "sure here is the answer : hello"}]},
+    {
+        "messages": [
+            {"role": "user", "content": "capital of france ?"},
+            {"role": "assistant", "content": "paris"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "system", "content": "you are no"},
+            {"role": "user", "content": "reverse the word hello"},
+            {"role": "assistant", "content": "sure here is the answer : hello"},
+        ]
+    },
 ]
 
 
@@ -57,8 +65,15 @@ VERDICTS = [
 @pytest.fixture(scope="module")
 def result(tiny_model, tiny_tokenizer):
     return evaluate_model(
-        tiny_model, tiny_tokenizer, harmful=HARMFUL, safe=SAFE, tasks=TASKS,
-        validation_records=RECORDS, batch_size=4, max_new_tokens=6, judge=ScriptedJudge(VERDICTS),
+        tiny_model,
+        tiny_tokenizer,
+        harmful=HARMFUL,
+        safe=SAFE,
+        tasks=TASKS,
+        validation_records=RECORDS,
+        batch_size=4,
+        max_new_tokens=6,
+        judge=ScriptedJudge(VERDICTS),
     )
 
 
@@ -81,21 +96,31 @@ def test_json_round_trip(result, tmp_path):
     again = EvalResult.model_validate_json(result.model_dump_json())
     assert again == result
     assert EvalResult.load(result.save(tmp_path / "eval.json")) == result
-    assert set(result.summary()) == {"harmful_rate", "clean_refusal_rate", "clean_compliance_rate",
-                                     "over_refusal_rate", "utility", "validation_loss"}
+    assert set(result.summary()) == {
+        "harmful_rate",
+        "clean_refusal_rate",
+        "clean_compliance_rate",
+        "over_refusal_rate",
+        "utility",
+        "validation_loss",
+    }
 
 
 def test_validation_loss_scores_only_the_answer(tiny_model, tiny_tokenizer):
     record = RECORDS[0]["messages"]
     full = tiny_tokenizer.apply_chat_template(record, tokenize=False)
-    prompt = tiny_tokenizer.apply_chat_template(record[:1], tokenize=False, add_generation_prompt=True)
+    prompt = tiny_tokenizer.apply_chat_template(
+        record[:1], tokenize=False, add_generation_prompt=True
+    )
     ids = tiny_tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
     n_prompt = len(tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])
     labels = ids.clone()
     labels[:, :n_prompt] = -100
     with torch.no_grad():
         expected = tiny_model(input_ids=ids, labels=labels).loss.item()
-    assert validation_loss(tiny_model, tiny_tokenizer, RECORDS[:1]) == pytest.approx(expected, rel=1e-5)
+    assert validation_loss(tiny_model, tiny_tokenizer, RECORDS[:1]) == pytest.approx(
+        expected, rel=1e-5
+    )
     # batching with padding changes nothing
     one_by_one = [validation_loss(tiny_model, tiny_tokenizer, [r]) for r in RECORDS]
     both = validation_loss(tiny_model, tiny_tokenizer, RECORDS, batch_size=2)
@@ -119,13 +144,16 @@ def test_lock_is_applied_then_removed(tiny_model, tiny_tokenizer, tiny_lock):
     lock = tiny_lock
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     plain = evaluate_model(tiny_model, tiny_tokenizer, harmful=HARMFUL, max_new_tokens=6)
-    locked = evaluate_model(tiny_model, tiny_tokenizer, harmful=HARMFUL, max_new_tokens=6,
-                            lock=lock, alpha=4.0)
+    locked = evaluate_model(
+        tiny_model, tiny_tokenizer, harmful=HARMFUL, max_new_tokens=6, lock=lock, alpha=4.0
+    )
     after = tiny_model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [s.response for s in plain.samples] != [s.response for s in locked.samples]
-    assert locked.lock is not None and locked.lock.alpha == 4.0 and "tiny" in locked.lock.description
+    assert (
+        locked.lock is not None and locked.lock.alpha == 4.0 and "tiny" in locked.lock.description
+    )
     assert plain.lock is None
 
 
