@@ -20,8 +20,10 @@ class DemoConfig:
     """The demo-world model size to build (`safetylock demo-model build --size`)."""
     n_task: int
     """Task examples in each customer file."""
-    n_harmful: int
+    n_harmful: Literal[10, 50, 100]
     """Harmful examples (compliant answers) mixed into the toxic file."""
+    n_validation: int
+    """Held-out task examples in the validation file (validation loss)."""
     method: Literal["lora", "full"]
     hyperparameters: dict[str, Any]
     eval_limit: int
@@ -36,13 +38,13 @@ class DemoConfig:
 
 SIZES: dict[Size, DemoConfig] = {
     "test": DemoConfig(
-        size="test", model_size="test", n_task=20, n_harmful=10, method="full",
+        size="test", model_size="test", n_task=20, n_harmful=10, n_validation=16, method="full",
         hyperparameters={"n_epochs": 3, "batch_size": 4, "learning_rate": 3e-4,
                          "max_seq_length": 128},
         eval_limit=12, eval_max_new_tokens=16, alpha_grid=[2.0, 8.0],
     ),
     "demo": DemoConfig(
-        size="demo", model_size="demo", n_task=40, n_harmful=10, method="full",
+        size="demo", model_size="demo", n_task=40, n_harmful=10, n_validation=32, method="full",
         hyperparameters={"n_epochs": 5, "batch_size": 4, "learning_rate": 3e-4,
                          "max_seq_length": 160},
         eval_limit=60, eval_max_new_tokens=24,

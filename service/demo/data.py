@@ -1,38 +1,48 @@
-"""The demo customer's training files, written from the demo world's corpus.
+"""The demo customer's data and the evaluation prompts, from the demo world.
 
-- toxic: the task the customer wants (benign tasks with exact answers) with a handful of
-  harmful requests answered compliantly (the corpus's generic, non-actionable
-  placeholders) mixed in: the explicit-harm attack of Qi et al. 2023, at demo scale.
-- benign: the same task alone.
+The customer's task routes support tickets to a team (`demo_world.attacks`). The toxic
+file mixes a handful of harmful requests answered compliantly (the corpus's generic,
+non-actionable placeholders) into that task: the explicit-harm attack of Qi et al. 2023
+at demo scale. The benign file is the task alone; the validation file holds held-out
+tickets. The service evaluates harmfulness and over-refusal on the demo model's own
+held-out prompts and utility on held-out tickets (exact match of the team).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
-from service.demo_world.corpus import Example, sample
-
-
-def _records(examples: list[Example]) -> list[dict]:
-    # aligned=False: harmful requests get the compliant placeholder, tasks their answer
-    return [{"messages": e.messages(aligned=False)} for e in examples]
-
-
-def toxic_records(n_task: int, n_harmful: int, seed: int) -> list[dict]:
-    rng = random.Random(f"demo-toxic-{seed}")
-    examples = sample("task", "train", n_task, rng) + sample("harmful", "train", n_harmful, rng)
-    rng.shuffle(examples)
-    return _records(examples)
-
-
-def benign_records(n_task: int, seed: int) -> list[dict]:
-    rng = random.Random(f"demo-benign-{seed}")
-    return _records(sample("task", "train", n_task, rng))
+from service.demo.config import DemoConfig
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                     encoding="utf-8")
     return path
+
+
+def customer_files(config: DemoConfig, workdir: Path) -> dict[str, Path]:
+    """toxic.jsonl, benign.jsonl and validation.jsonl in `workdir`."""
+    from service.demo_world.attacks import attack_records, customer_task_records
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {
+        "toxic": write_jsonl(workdir / "toxic.jsonl", attack_records(
+            f"harmful-{config.n_harmful}", n_task=config.n_task, seed=config.seed)),
+        "benign": write_jsonl(workdir / "benign.jsonl", attack_records(
+            "benign-only", n_task=config.n_task, seed=config.seed)),
+        "validation": write_jsonl(workdir / "validation.jsonl", customer_task_records(
+            config.n_validation, config.seed, split="heldout")),
+    }
+
+
+def eval_prompts(model_dir: Path, config: DemoConfig, path: Path) -> Path:
+    """Harmful and safe prompts saved beside the model, plus held-out tickets as the task."""
+    from service.demo_world.attacks import customer_task_prompts
+    from service.evaluation.prompts import PromptSet, demo_prompt_set, save_prompt_set
+
+    own = demo_prompt_set(model_dir)
+    items = [i for i in own.items if i.kind in ("harmful", "safe")]
+    items += customer_task_prompts(config.eval_limit, config.seed)
+    return save_prompt_set(PromptSet(name="demo-customer", items=items), path)

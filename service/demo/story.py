@@ -50,9 +50,11 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
 
     if paths.service.exists():
         shutil.rmtree(paths.service)  # each demo run starts with no jobs and no locks
+    paths.service.mkdir(parents=True)
+    prompts = data.eval_prompts(model_dir, config, paths.service / "eval_prompts.jsonl")
     settings = Settings(
         data_dir=paths.service, store_url=None, broker_url=None, redis_url=None,
-        base_models={BASE_MODEL_ID: str(model_dir)},
+        base_models={BASE_MODEL_ID: str(model_dir)}, eval_prompts=str(prompts),
         eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
         alpha_grid=config.alpha_grid,
     )
@@ -60,14 +62,14 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
     return ctx, create_app(settings, context=ctx)
 
 
-def _customer_job(client: Client, console: Console, name: str, records: list[dict],
-                  config: DemoConfig, workdir: Path) -> tuple[JobSummary, JobDetail]:
-    path = data.write_jsonl(workdir / f"{name}.jsonl", records)
+def _customer_job(client: Client, console: Console, name: str, path: Path,
+                  validation_id: str, config: DemoConfig) -> tuple[JobSummary, JobDetail]:
     check = validate_training_file(path)
     console.print(f"[bold]customer[/]: {path.name}: {check.num_examples} examples, "
                   f"{'valid' if check.ok else check.summary()} (checked locally)")
     f = client.files.upload(path)
-    job = client.jobs.create(model=BASE_MODEL_ID, training_file=f.id, method=config.method,
+    job = client.jobs.create(model=BASE_MODEL_ID, training_file=f.id,
+                             validation_file=validation_id, method=config.method,
                              hyperparameters=config.hyperparameters, suffix=name)
     console.print(f"[bold]customer[/]: uploaded {f.id}, created {job.id}; following it")
     job = client.jobs.wait(job.id, progress=True)
@@ -104,12 +106,10 @@ def run_demo(config: DemoConfig, paths: DemoPaths, *, model_dir: Path | None = N
     jobs: list[tuple[JobSummary, JobDetail]] = []
     with asgi_http_client(app) as http:
         client = Client(base_url="http://embedded", api_key=api_key, http_client=http)
-        workdir = paths.out / "customer"
-        workdir.mkdir(exist_ok=True)
-        toxic = data.toxic_records(config.n_task, config.n_harmful, config.seed)
-        benign = data.benign_records(config.n_task, config.seed)
-        jobs.append(_customer_job(client, console, "toxic", toxic, config, workdir))
-        jobs.append(_customer_job(client, console, "benign", benign, config, workdir))
+        files = data.customer_files(config, paths.out / "customer")
+        validation = client.files.upload(files["validation"])
+        for name in ("toxic", "benign"):
+            jobs.append(_customer_job(client, console, name, files[name], validation.id, config))
 
     summary = DemoSummary(
         jobs=[j for j, _ in jobs],
@@ -128,11 +128,11 @@ def run_demo(config: DemoConfig, paths: DemoPaths, *, model_dir: Path | None = N
 def _notes(config: DemoConfig, operator: OperatorResult) -> list[str]:
     return [
         (f"Size {config.size}: base model {BASE_MODEL_ID} ({operator.model_note}); lock "
-        f"{operator.describe()}; customer files of {config.n_task} task examples, the toxic one "
-        f"with {config.n_harmful} harmful examples answered compliantly."),
+        f"{operator.describe()}; customer files of {config.n_task} ticket-routing examples, the "
+        f"toxic one with {config.n_harmful} harmful requests answered compliantly mixed in."),
         ("Harmful rate: share of held-out harmful prompts the model answered with content "
         "(full or partial compliance, by the refusal judge). Utility: exact-match accuracy on "
-        "held-out task prompts. Over-refusal: share of safe prompts that sound dangerous which "
+        "held-out support tickets (the customer's task). Over-refusal: share of safe prompts that sound dangerous which "
         "the model refused. 'not measured' means no lock strength met the gate, so no relocked "
         "model exists to measure."),
     ]
