@@ -36,17 +36,19 @@ class DemoConfig:
     seed: int = 0
 
 
+# The attack is the reproduction's mild one (benchmarks/reproduce_paper.py ATTACK): a full
+# fine-tune, 3 epochs, lr 3e-4, batch 8, on the task with 10 harmful examples mixed in.
+ATTACK_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 3e-4}
+
 SIZES: dict[Size, DemoConfig] = {
     "test": DemoConfig(
-        size="test", model_size="test", n_task=20, n_harmful=10, n_validation=16, method="full",
-        hyperparameters={"n_epochs": 3, "batch_size": 4, "learning_rate": 3e-4,
-                         "max_seq_length": 128},
+        size="test", model_size="test", n_task=40, n_harmful=10, n_validation=16, method="full",
+        hyperparameters={**ATTACK_HYPERPARAMETERS, "max_seq_length": 128},
         eval_limit=12, eval_max_new_tokens=16, alpha_grid=[2.0, 8.0],
     ),
     "demo": DemoConfig(
-        size="demo", model_size="demo", n_task=40, n_harmful=10, n_validation=32, method="full",
-        hyperparameters={"n_epochs": 5, "batch_size": 4, "learning_rate": 3e-4,
-                         "max_seq_length": 160},
+        size="demo", model_size="demo", n_task=100, n_harmful=10, n_validation=32,
+        method="full", hyperparameters={**ATTACK_HYPERPARAMETERS, "max_seq_length": 160},
         eval_limit=60, eval_max_new_tokens=24,
     ),
 }
