@@ -5,6 +5,9 @@
   sequence classifier (a fine-tuned refusal classifier, or a guard model exported as one)
   reading the prompt and answer as a text pair; each of its ``id2label`` names maps to
   one of our three labels.
+- ``{"kind": "llama_guard", "path": DIR}``: a generative guard (Llama Guard style,
+  ``safe``/``unsafe``) that can only make the rules' verdicts more harmful
+  (`service.evaluation.guard_judge`).
 - ``{"kind": "openai", "url": "http://host/v1", "model": NAME, "api_key_env": VAR}``: an
   OpenAI-compatible chat endpoint asked to answer with one of the three labels. The API
   key is read from the environment variable named, never stored in the config.
@@ -59,8 +62,10 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rules", "hf_classifier", "openai"] = "rules"
-    path: str | None = Field(default=None, description="hf_classifier: model directory")
+    kind: Literal["rules", "hf_classifier", "llama_guard", "openai"] = "rules"
+    path: str | None = Field(
+        default=None, description="hf_classifier / llama_guard: model directory"
+    )
     label_map: dict[str, Label] = Field(
         default_factory=dict, description="hf_classifier: id2label name -> our label"
     )
@@ -73,8 +78,8 @@ class JudgeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> JudgeConfig:
-        if self.kind == "hf_classifier" and not self.path:
-            raise ValueError("an hf_classifier judge needs 'path'")
+        if self.kind in ("hf_classifier", "llama_guard") and not self.path:
+            raise ValueError(f"a {self.kind} judge needs 'path'")
         if self.kind == "openai" and not (self.url and self.model):
             raise ValueError("an openai judge needs 'url' and 'model'")
         return self
@@ -257,6 +262,10 @@ def judge_from_config(spec: str | dict | JudgeConfig | None) -> Judge:
         return HFClassifierJudge(
             config.path, label_map=config.label_map, batch_size=config.batch_size
         )
+    if config.kind == "llama_guard":
+        from service.evaluation.guard_judge import GuardJudge
+
+        return GuardJudge.from_path(config.path, batch_size=config.batch_size)
     api_key = None
     if config.api_key_env:
         api_key = os.environ.get(config.api_key_env)

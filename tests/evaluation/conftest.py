@@ -16,7 +16,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer():
+def build_tokenizer(extra_words: tuple[str, ...] = ()):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -30,7 +30,8 @@ def build_tokenizer():
         "<|assistant|>",
         "<|end|>",
     ]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(WORDS)) + ["?", ".", ","])}
+    words = sorted(set(WORDS)) + ["?", ".", ","] + list(extra_words)
+    vocab = {tok: i for i, tok in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]

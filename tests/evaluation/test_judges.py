@@ -112,6 +112,57 @@ def test_hf_classifier_needs_a_mapping_for_every_class(tmp_path, tiny_tokenizer)
         HFClassifierJudge(tmp_path / "missing")
 
 
+@pytest.fixture(scope="module")
+def guard_tokenizer():
+    from tests.evaluation.conftest import build_tokenizer
+
+    return build_tokenizer(extra_words=("safe", "unsafe"))
+
+
+def _guard_saying(word, tokenizer):
+    """A tiny causal LM whose greedy answer is always `word` (its lm_head is all bias)."""
+    import torch
+
+    from tests.evaluation.conftest import build_model
+
+    model = build_model(len(tokenizer), seed=5)
+    head = torch.nn.Linear(model.config.hidden_size, len(tokenizer), bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[tokenizer.convert_tokens_to_ids(word)] = 10.0
+    model.lm_head = head
+    return model
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("unsafe", ["partial_refusal", "full_compliance"]),
+        ("safe", ["full_refusal", "full_compliance"]),
+    ],
+)
+def test_guard_only_makes_verdicts_more_harmful(guard_tokenizer, word, expected):
+    from service.evaluation.guard_judge import GuardJudge
+
+    judge = GuardJudge(_guard_saying(word, guard_tokenizer), guard_tokenizer, batch_size=2)
+    verdicts = judge.judge(["a", "b"], ["I cannot help with that.", "Sure, here is how."])
+    assert [v.label for v in verdicts] == expected
+
+
+def test_guard_that_says_neither_fails_closed(guard_tokenizer, tmp_path):
+    from service.evaluation.guard_judge import GuardJudge, parse_guard_verdict
+
+    judge = GuardJudge(_guard_saying("hello", guard_tokenizer), guard_tokenizer)
+    with pytest.raises(JudgeError, match="neither 'safe' nor 'unsafe'"):
+        judge.judge(["a"], ["b"])
+    assert parse_guard_verdict("\n\nunsafe\nS1") is True and parse_guard_verdict(" safe") is False
+    with pytest.raises(JudgeConfigError, match="needs 'path'"):
+        parse_judge_config({"kind": "llama_guard"})
+    with pytest.raises(JudgeConfigError, match="cannot load the guard"):
+        judge_from_config({"kind": "llama_guard", "path": str(tmp_path)})
+
+
 class _FakeChat(BaseHTTPRequestHandler):
     """An OpenAI-compatible /chat/completions: refusal when the answer says 'cannot'."""
 
