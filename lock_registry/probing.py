@@ -72,10 +72,11 @@ def _penalty(dim: int, l2: float) -> torch.Tensor:
 
 
 def _solve(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    factor, info = torch.linalg.cholesky_ex(matrix)
+    """Batched solve (LU: faster than batched Cholesky on CPU); least squares if singular."""
+    solution, info = torch.linalg.solve_ex(matrix, rhs)
     if bool((info != 0).any()):
         return torch.linalg.lstsq(matrix, rhs).solution
-    return torch.cholesky_solve(rhs, factor)
+    return solution
 
 
 def fit_probes(
@@ -121,18 +122,19 @@ def accuracy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((scores > 0) == y.bool().unsqueeze(0)).float().mean(dim=1)
 
 
-def auc(scores: torch.Tensor, y: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """ROC AUC `[P]` of decision values `[P, n]` against labels {0,1}; ties count half."""
+def auc(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ROC AUC `[P]` of decision values `[P, n]` against labels {0,1} (Mann-Whitney, ties halved)."""
     positives = y.bool()
-    pos, neg = scores[:, positives], scores[:, ~positives]
-    if pos.shape[1] == 0 or neg.shape[1] == 0:
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
         return torch.full((scores.shape[0],), 0.5)
-    out = []
-    for start in range(0, scores.shape[0], chunk):
-        p, q = pos[start : start + chunk, :, None], neg[start : start + chunk, None, :]
-        wins = (p > q).float().mean(dim=(1, 2)) + 0.5 * (p == q).float().mean(dim=(1, 2))
-        out.append(wins)
-    return torch.cat(out)
+    values = scores.double().contiguous()
+    ordered = values.sort(dim=1).values
+    below = torch.searchsorted(ordered, values, side="left")
+    upto = torch.searchsorted(ordered, values, side="right")
+    ranks = (below + upto + 1).double() / 2  # 1-based ranks, ties share their average
+    rank_sum = ranks[:, positives].sum(dim=1)
+    return ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
 
 
 def probe_heads(
