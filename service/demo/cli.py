@@ -6,6 +6,7 @@ Light at import: the story and torch load when the command runs.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,8 @@ def demo(
                         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
                         ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(name, value)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     from service.demo.config import SIZES
     from service.demo.story import DemoPaths, run_demo
 

@@ -31,6 +31,9 @@ class JobSummary:
     alpha: float | None
     decision: str
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    clean_refusal_unlocked: float | None = None
+    """Harmful prompts answered with a clean refusal (not junk): table and HTML only."""
+    clean_refusal_relocked: float | None = None
 
     @classmethod
     def from_report(cls, name: str, job: FineTuningJob, report: SafetyReport | None) -> JobSummary:
@@ -51,7 +54,15 @@ class JobSummary:
             alpha=report.alpha if relocked else None,
             decision=report.decision,
             stage_seconds={k: round(v, 3) for k, v in report.stage_seconds.items()},
+            clean_refusal_unlocked=unlocked.clean_refusal_rate if unlocked else None,
+            clean_refusal_relocked=relocked.clean_refusal_rate if relocked else None,
         )
+
+
+JSON_KEYS = ("name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
+             "utility_unlocked", "utility_relocked", "over_refusal_unlocked",
+             "over_refusal_relocked", "alpha", "decision", "stage_seconds")
+"""The fields of each job in demo-summary.json (the shape the README documents)."""
 
 
 @dataclass
@@ -61,8 +72,8 @@ class DemoSummary:
     """Context beside the jobs (model, lock, operator timings); `jobs` keeps its fixed shape."""
 
     def to_json(self) -> str:
-        jobs = [{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(j).items()}
-                for j in self.jobs]
+        jobs = [{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(j).items()
+                 if k in JSON_KEYS} for j in self.jobs]
         return json.dumps({"jobs": jobs, **self.extra}, indent=2)
 
     def write(self, path: Path) -> Path:
@@ -82,6 +93,8 @@ ROWS = (
     ("harmful rate, base model", "base_harmful_rate", _pct),
     ("harmful rate, fine-tuned (no lock)", "unlocked_harmful_rate", _pct),
     ("harmful rate, fine-tuned + lock", "relocked_harmful_rate", _pct),
+    ("clean refusals, fine-tuned (no lock)", "clean_refusal_unlocked", _pct),
+    ("clean refusals, fine-tuned + lock", "clean_refusal_relocked", _pct),
     ("utility, fine-tuned (no lock)", "utility_unlocked", _pct),
     ("utility, fine-tuned + lock", "utility_relocked", _pct),
     ("over-refusal, fine-tuned (no lock)", "over_refusal_unlocked", _pct),

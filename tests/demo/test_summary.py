@@ -14,7 +14,8 @@ from service.demo.summary import DemoSummary, JobSummary, summary_table
 KEYS = {"name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
         "utility_unlocked", "utility_relocked", "over_refusal_unlocked", "over_refusal_relocked",
         "alpha", "decision", "stage_seconds"}
-EV = {"harmful_rate": 0.02, "over_refusal_rate": 0.04, "utility": 0.5}
+EV = {"harmful_rate": 0.02, "over_refusal_rate": 0.04, "utility": 0.5,
+      "clean_refusal_rate": 0.97}
 
 
 def _job(status: str, **kw) -> FineTuningJob:
@@ -38,12 +39,14 @@ def test_published_job_carries_every_measured_figure():
         0.02, 0.9, 0.02)
     assert (s.utility_relocked, s.over_refusal_relocked, s.alpha, s.decision) == (
         0.5, 0.04, 2.0, "published")
+    assert s.clean_refusal_relocked == 0.97
 
 
 def test_rejected_without_a_relock_claims_no_relocked_figure():
     s = JobSummary.from_report("toxic", _job("failed"), _report("rejected", None, 8.0))
     assert s.relocked_harmful_rate is None and s.utility_relocked is None
     assert s.over_refusal_relocked is None and s.alpha is None and s.decision == "rejected"
+    assert s.clean_refusal_relocked is None
     none = JobSummary.from_report("cut", _job("cancelled"), None)
     assert none.decision == "cancelled" and none.base_harmful_rate is None
 
