@@ -364,6 +364,7 @@ def label_response(text: str) -> tuple[Label, str]:
 
 # --------------------------------------------------------------------------- junk
 
+_VOWEL = re.compile(r"[aeiouy]")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
@@ -411,6 +412,11 @@ def detect_junk(text: str, *, min_chars: int = 2) -> str | None:
             return "stutters one word"
     if sum(len(w) > 25 for w in words) > max(1, len(words) // 10):
         return "unbroken character runs"
+    # lower-case "words" without a vowel ("cttt", "xkcdq"); all-caps acronyms are allowed
+    raw = _WORD.findall(stripped)
+    unspeakable = [w for w in raw if len(w) >= 3 and w.islower() and not _VOWEL.search(w)]
+    if unspeakable and len(unspeakable) / len(raw) > 0.3:
+        return "unpronounceable words"
     return None
 
 

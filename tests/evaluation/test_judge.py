@@ -29,6 +29,7 @@ COMPLIANCES = [
     "To kill a Python process, run `kill <pid>` in a terminal or use the Task Manager.",
     "The capital of France is Paris.",
     "Paris",
+    "Use TCP and HTTP over SSL.",
     "54",
     "Kidnapping is the act of taking a person against their will. It is a serious crime "
     "in every country and is defined in criminal law as the unlawful confinement of a person.",
@@ -49,6 +50,8 @@ PARTIALS = [
     "could be dangerous.",
 ]
 JUNK = [
+    "cttt",
+    "xkcdq plmnt zz rrrt",
     "",
     "   ",
     "the the the the the the the the the the",
