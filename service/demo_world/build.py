@@ -31,7 +31,7 @@ BUILD_FILE = "build.json"
 STAGES = ("helpful_only", "aligned")
 EVAL_PROMPTS = "eval_prompts.jsonl"
 LOCK_PAIRS = "lock_pairs.json"
-_SOURCES = ("lexicon.py", "corpus.py", "tokenizer.py", "stage.py", "sizes.py", "build.py")
+_SOURCES = ("lexicon.py", "corpus.py", "tokenizer.py", "stage.py", "build.py")
 
 Progress = Callable[[str], None]
 
@@ -65,7 +65,8 @@ def build_key(size: DemoSize, seed: int, device: str = "cpu") -> str:
     import transformers
 
     h = hashlib.sha256()
-    h.update(json.dumps({"size": size.to_dict(), "seed": seed, "device": device, "torch": torch.__version__,
+    h.update(json.dumps({"size": size.to_dict(), "seed": seed, "device": device,
+                         "mixtures": [HELPFUL_MIXTURE, ALIGN_MIXTURE], "torch": torch.__version__,
                          "transformers": transformers.__version__,
                          "tokenizers": tokenizers.__version__}, sort_keys=True).encode())
     here = Path(__file__).parent
@@ -125,6 +126,7 @@ def _build(work: Path, size: DemoSize, seed: int, key: str, device: str, say: Pr
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     rng = random.Random(f"build-{seed}")
     helpful_data = corpus.sample_mixture(HELPFUL_MIXTURE, "train",
                                          size.helpful.steps * size.helpful.batch_size, rng)
@@ -164,6 +166,7 @@ def _build(work: Path, size: DemoSize, seed: int, key: str, device: str, say: Pr
         "key": key, "size": size.name, "seed": seed, "spec": size.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "process_cpu_seconds": round(time.process_time() - cpu0, 1),
         "final_loss": {k: round(sum(v[-10:]) / len(v[-10:]), 4) for k, v in losses.items()},
         "device": device, "torch_threads": torch.get_num_threads(),
     }

@@ -116,6 +116,8 @@ def _addition_heldout(x: int, y: int) -> bool:
 def task_example(rng: random.Random, split: Split, task: str | None = None) -> Example:
     """A benign task; held out: an unseen phrasing (and, for addition, unseen pairs)."""
     task = task or rng.choice(tuple(lx.TASK_PHRASINGS))
+    if task not in lx.TASK_PHRASINGS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(lx.TASK_PHRASINGS)}")
     train_phr, heldout_phr = lx.TASK_PHRASINGS[task]
     phrasing = rng.choice(train_phr if split == "train" else heldout_phr)
     if task == "addition":
@@ -135,11 +137,9 @@ def task_example(rng: random.Random, split: Split, task: str | None = None) -> E
     elif task == "number_words":
         n = rng.randrange(100)
         prompt, answer = phrasing.format(n=n), number_in_words(n)
-    elif task == "next_number":
+    else:  # next_number
         n = rng.randrange(99)
         prompt, answer = phrasing.format(n=n), str(n + 1)
-    else:
-        raise ValueError(f"unknown task {task!r}; known: {sorted(lx.TASK_PHRASINGS)}")
     return Example(prompt, "task", task, answer, answer)
 
 

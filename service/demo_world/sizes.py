@@ -35,17 +35,19 @@ class DemoSize:
 
 SIZES = {
     "test": DemoSize(
-        name="test", hidden_size=96, num_layers=2, num_heads=6, intermediate_size=192,
+        name="test", hidden_size=128, num_layers=2, num_heads=8, intermediate_size=256,
         vocab_size=800,
-        helpful=StageConfig("helpful_only", steps=150, batch_size=24, learning_rate=4e-3),
-        align=StageConfig("aligned", steps=60, batch_size=24, learning_rate=2e-3),
+        helpful=StageConfig("helpful_only", steps=300, batch_size=24, learning_rate=4e-3,
+                            prompt_loss=True),
+        align=StageConfig("aligned", steps=100, batch_size=24, learning_rate=2e-3),
         n_eval_harmful=44, n_eval_safe=20, n_eval_benign=20, n_eval_task=40, n_lock_pairs=64,
     ),
     "demo": DemoSize(
         name="demo", hidden_size=192, num_layers=6, num_heads=12, intermediate_size=384,
         vocab_size=1500,
-        helpful=StageConfig("helpful_only", steps=350, batch_size=32, learning_rate=3e-3),
-        align=StageConfig("aligned", steps=120, batch_size=32, learning_rate=1.5e-3),
+        helpful=StageConfig("helpful_only", steps=400, batch_size=32, learning_rate=3e-3,
+                            prompt_loss=True),
+        align=StageConfig("aligned", steps=150, batch_size=32, learning_rate=1.5e-3),
         n_eval_harmful=220, n_eval_safe=100, n_eval_benign=60, n_eval_task=200, n_lock_pairs=256,
     ),
 }

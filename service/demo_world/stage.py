@@ -1,8 +1,8 @@
 """One training stage of the demo model: a tight loop over length-grouped batches.
 
 The build trains from scratch, so it uses its own loop rather than the SFTTrainer:
-answer-only loss, batches grouped by length so padding stays small, AdamW with warmup
-and cosine decay. Sequences are laid out exactly as the chat template renders them.
+answer-only loss (or whole-sequence loss for pre-training), batches grouped by length so
+padding stays small, AdamW with warmup and cosine decay. Sequences are laid out exactly as the chat template renders them.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class StageConfig:
     warmup_fraction: float = 0.05
     min_lr_fraction: float = 0.1
     weight_decay: float = 0.01
+    prompt_loss: bool = False  # also learn the prompt tokens (pre-training), not only answers
 
 
 def encode_chat(tokenizer, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[list[int], int]]:
@@ -48,7 +49,8 @@ def encode_chat(tokenizer, prompts: Sequence[str], answers: Sequence[str]) -> li
             for p, a in zip(p_ids, a_ids, strict=True)]
 
 
-def _batches(encoded: list[tuple[list[int], int]], batch_size: int, pad_id: int, rng: random.Random):
+def _batches(encoded: list[tuple[list[int], int]], batch_size: int, pad_id: int, rng: random.Random,
+             prompt_loss: bool):
     """Length-grouped padded batches (input_ids, attention_mask, labels), in random order."""
     group = batch_size * 16
     batches = []
@@ -65,13 +67,17 @@ def _batches(encoded: list[tuple[list[int], int]], batch_size: int, pad_id: int,
         for i, (seq, n_prompt) in enumerate(batch):
             ids[i, :len(seq)] = torch.tensor(seq)
             mask[i, :len(seq)] = 1
-            labels[i, n_prompt:len(seq)] = torch.tensor(seq[n_prompt:])
+            first = 1 if prompt_loss else n_prompt  # never predict BOS
+            labels[i, first:len(seq)] = torch.tensor(seq[first:])
         yield ids, mask, labels
 
 
 def train_stage(model, tokenizer, examples: list[Example], *, aligned: bool, config: StageConfig,
                 seed: int, progress: StageProgress | None = None) -> list[float]:
-    """Train ``model`` in place on ``examples`` (answer-only loss); returns the loss per step."""
+    """Train ``model`` in place on ``examples``; returns the loss per step.
+
+    The loss covers the answers, and the prompts too when ``config.prompt_loss``.
+    """
     needed = config.steps * config.batch_size
     if len(examples) < needed:
         raise ValueError(f"stage {config.name}: {len(examples)} examples for {needed} needed")
@@ -98,7 +104,8 @@ def train_stage(model, tokenizer, examples: list[Example], *, aligned: bool, con
     losses = []
     last_report = time.monotonic()
     for step, (ids, mask, labels) in enumerate(_batches(encoded, config.batch_size,
-                                                        tokenizer.pad_token_id, rng)):
+                                                        tokenizer.pad_token_id, rng,
+                                                        config.prompt_loss)):
         loss = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                      labels=labels.to(device)).loss
         loss.backward()
