@@ -95,12 +95,16 @@ def main() -> None:
     parser.add_argument("--reference", help="use the heads of this reference .safelock")
     args = parser.parse_args()
 
-    config = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, head_dim=128)
+    config = LlamaConfig(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, head_dim=128
+    )
     geometry = HeadGeometry(32, 32, 128)
     print(f"building 32 x o_proj 4096x4096 fp32 ({32 * 4096 * 4096 * 4 / 2**30:.1f} GiB) ...")
     model = OProjSkeleton(config)
     if args.reference:
-        lock = import_reference(args.reference, base_model_id="reference", num_layers=32, num_heads=32)
+        lock = import_reference(
+            args.reference, base_model_id="reference", num_layers=32, num_heads=32
+        )
     else:
         lock = random_lock(geometry, args.heads, seed=0)
     touched = len(set(lock.tensors["layers"].tolist()))
@@ -116,11 +120,20 @@ def main() -> None:
         handle.remove()
     naive = statistics.median(full_matvec_ms(model, lock, args.alpha) for _ in range(5))
     times.sort()
-    print(f"lock: {lock.manifest.num_selected} heads in {touched} layers; torch threads "
-          f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"apply_lock  median {statistics.median(times):.2f} ms  p10 {times[len(times) // 10]:.2f}"
-          f"  p90 {times[9 * len(times) // 10]:.2f}  min {times[0]:.2f}  first call {cold:.2f} ms"
-          f"  ({args.repeats} repeats)")
+    read_mb = lock.manifest.num_selected * 4096 * geometry.head_dim * 4 / 1e6
+    print(
+        f"lock: {lock.manifest.num_selected} heads in {touched} layers; torch threads "
+        f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"apply_lock  median {statistics.median(times):.2f} ms  p10 {times[len(times) // 10]:.2f}"
+        f"  p90 {times[9 * len(times) // 10]:.2f}  min {times[0]:.2f}  first call {cold:.2f} ms"
+        f"  ({args.repeats} repeats)"
+    )
+    print(
+        f"weights read: {read_mb:.0f} MB of strided columns -> "
+        f"{read_mb / statistics.median(times):.1f} GB/s effective"
+    )
     print(f"naive full W @ d per touched layer: median {naive:.2f} ms")
     verdict = "meets" if statistics.median(times) <= 5.0 else "MISSES"
     print(f"target <= 5 ms median: {verdict}")

@@ -35,7 +35,9 @@ def synthetic(questions: int, tokens: int, layers: int, heads: int, dim: int, se
     labels = torch.tensor(([1] * tokens + [0] * tokens) * questions)
     scales = torch.exp(torch.empty(layers, heads, dim).uniform_(-1.2, 1.2, generator=g))
     x = torch.randn(n, layers, heads, dim, generator=g) * scales
-    x += 0.5 * torch.randn(questions, layers, heads, dim, generator=g).repeat_interleave(2 * tokens, 0)
+    x += 0.5 * torch.randn(questions, layers, heads, dim, generator=g).repeat_interleave(
+        2 * tokens, 0
+    )
     strength = torch.zeros(layers * heads)
     signal = torch.randperm(layers * heads, generator=g)[: layers * heads // 10]
     strength[signal] = torch.linspace(0.2, 2.0, len(signal))
@@ -47,7 +49,7 @@ def synthetic(questions: int, tokens: int, layers: int, heads: int, dim: int, se
 
 def sklearn_loop(x: torch.Tensor, y: torch.Tensor, held_out: torch.Tensor) -> ProbeScores:
     """The reference's way: one LogisticRegression per head in a Python loop."""
-    n, layers, heads, _ = x.shape
+    _, layers, heads, _ = x.shape
     x_train, x_val = x[~held_out].numpy(), x[held_out].numpy()
     y_train, y_val = y[~held_out].numpy(), y[held_out].numpy()
     val_scores = np.empty((layers * heads, len(y_val)), dtype=np.float64)
@@ -79,8 +81,10 @@ def main() -> None:
     args = parser.parse_args()
 
     x, y, groups = synthetic(args.questions, 5, args.layers, args.heads, args.dim, args.seed)
-    print(f"activations {tuple(x.shape)} ({x.numel() * 4 / 2**20:.0f} MiB); torch threads "
-          f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"activations {tuple(x.shape)} ({x.numel() * 4 / 2**20:.0f} MiB); torch threads "
+        f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}"
+    )
     held_out = split_by_group(groups, 0.4, seed=0)
 
     results = {}
@@ -98,8 +102,10 @@ def main() -> None:
         same = len(ref_top & set(scores.top(args.top)))
         speedup = ref_seconds / seconds
         ok = "meets" if speedup >= 20 and same >= 20 else "MISSES"
-        print(f"vectorised {method:<9}       {seconds:8.2f} s  speed-up {speedup:6.1f}x  "
-              f"same top-{args.top}: {same}/{args.top}  -> {ok} (>= 20x, >= 20/24)")
+        print(
+            f"vectorised {method:<9}       {seconds:8.2f} s  speed-up {speedup:6.1f}x  "
+            f"same top-{args.top}: {same}/{args.top}  -> {ok} (>= 20x, >= 20/24)"
+        )
     ref_acc = reference.val_accuracy.flatten()
     for method, (_, scores) in results.items():
         corr = torch.corrcoef(torch.stack([ref_acc, scores.val_accuracy.flatten()]))[0, 1]

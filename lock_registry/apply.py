@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable
+from typing import Self
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ class LockHandle:
         self._undo = []
         del _ACTIVE[self.model]
 
-    def __enter__(self) -> LockHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

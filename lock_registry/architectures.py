@@ -57,7 +57,9 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def attention_output_projections(model: nn.Module, o_proj_path: str | None = None) -> list[nn.Linear]:
+def attention_output_projections(
+    model: nn.Module, o_proj_path: str | None = None
+) -> list[nn.Linear]:
     """One attention output projection per decoder layer, in layer order.
 
     `o_proj_path` is the escape hatch for families not in `O_PROJ_PATHS`: the dotted path of
@@ -74,7 +76,9 @@ def attention_output_projections(model: nn.Module, o_proj_path: str | None = Non
         try:
             module = layer.get_submodule(path)
         except AttributeError as exc:
-            raise UnsupportedArchitectureError(f"layer {index} of {kind!r} has no {path!r}") from exc
+            raise UnsupportedArchitectureError(
+                f"layer {index} of {kind!r} has no {path!r}"
+            ) from exc
         if not isinstance(module, nn.Linear):
             raise UnsupportedArchitectureError(
                 f"layer {index} {path!r} is a {type(module).__name__}, not nn.Linear"

@@ -94,7 +94,9 @@ def save_locked(
     return out
 
 
-def load_locked(directory: str | Path, *, allow_unlock: bool = False, **from_pretrained) -> LockedModel:
+def load_locked(
+    directory: str | Path, *, allow_unlock: bool = False, **from_pretrained
+) -> LockedModel:
     """Load a model saved by `save_locked`, locked: baked ones as they are, others by applying."""
     from transformers import AutoModelForCausalLM
 

@@ -25,7 +25,9 @@ def last_token_positions(attention_mask: torch.Tensor, last_k: int) -> torch.Ten
     lengths = mask.sum(dim=1)
     if (lengths < last_k).any():
         row = int(torch.nonzero(lengths < last_k)[0])
-        raise LockError(f"sequence {row} has {int(lengths[row])} tokens, fewer than last_k={last_k}")
+        raise LockError(
+            f"sequence {row} has {int(lengths[row])} tokens, fewer than last_k={last_k}"
+        )
     # rank of each real token counted from the end: 1 for the last real token
     from_end = mask.flip(1).cumsum(1).flip(1) * mask
     positions = torch.empty(mask.shape[0], last_k, dtype=torch.long)
@@ -59,7 +61,9 @@ def capture_head_activations(
     geometry = head_geometry(model, o_proj_path)
     projections = attention_output_projections(model, o_proj_path)
     device = next(model.parameters()).device
-    out = torch.empty(len(texts), last_k, geometry.num_layers, geometry.num_heads, geometry.head_dim)
+    out = torch.empty(
+        len(texts), last_k, geometry.num_layers, geometry.num_heads, geometry.head_dim
+    )
     state: dict[str, torch.Tensor] = {}
     captured: list[torch.Tensor | None] = [None] * geometry.num_layers
 

@@ -70,9 +70,8 @@ def create(
     publish: Annotated[bool, typer.Option(help="publish to the lock registry")] = False,
 ) -> None:
     """Take a Meta-SafetyLock from an aligned base model."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
     import torch
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lock_registry.create import create_lock
@@ -188,7 +187,9 @@ def import_reference_cmd(
             architecture = config.model_type
             fingerprint = model_fingerprint(base_dir)
         elif num_layers is None or num_heads is None:
-            raise _fail(f"{base_model} is not a local model directory: give --num-layers and --num-heads")
+            raise _fail(
+                f"{base_model} is not a local model directory: give --num-layers and --num-heads"
+            )
         lock = import_reference(
             file,
             base_model_id=base_model,

@@ -248,7 +248,9 @@ class MetaSafetyLock:
 def _check_head_bias(manifest: LockManifest, tensors: Mapping[str, torch.Tensor]) -> None:
     expected = {"layers", "heads", "directions", "sigmas"}
     if set(tensors) != expected:
-        raise LockFormatError(f"head_bias lock needs tensors {sorted(expected)}, got {sorted(tensors)}")
+        raise LockFormatError(
+            f"head_bias lock needs tensors {sorted(expected)}, got {sorted(tensors)}"
+        )
     n, dim = manifest.num_selected, manifest.head_dim
     layers, heads = tensors["layers"], tensors["heads"]
     directions, sigmas = tensors["directions"], tensors["sigmas"]

@@ -35,7 +35,9 @@ def pairs_from_records(records: object, source: str = "<records>") -> list[Contr
     pairs = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise LockFormatError(f"{source}[{index}]: expected an object, got {type(record).__name__}")
+            raise LockFormatError(
+                f"{source}[{index}]: expected an object, got {type(record).__name__}"
+            )
         values = []
         for key in ("question", SAFE_KEY, UNSAFE_KEY):
             value = record.get(key)

@@ -103,7 +103,9 @@ def fit_probes(
         prob = torch.sigmoid(xa @ weights)
         grad = xa.transpose(1, 2) @ (prob - labels) + penalty @ weights
         curvature = (prob * (1.0 - prob)).clamp_min(1e-6)
-        hessian = torch.baddbmm(penalty.expand(num_probes, -1, -1), xa.transpose(1, 2), xa * curvature)
+        hessian = torch.baddbmm(
+            penalty.expand(num_probes, -1, -1), xa.transpose(1, 2), xa * curvature
+        )
         step = _solve(hessian, grad)
         weights = weights - step
         if float(step.abs().max()) < 1e-6:
@@ -173,7 +175,9 @@ def probe_heads(
 
 
 def mass_mean_directions(
-    activations: torch.Tensor, labels: Sequence[int] | torch.Tensor, heads: Sequence[tuple[int, int]]
+    activations: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor,
+    heads: Sequence[tuple[int, int]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit mass-mean shifts `[N, D]` (mean safe - mean unsafe) and sigmas `[N]` (std of projections)."""
     y = torch.as_tensor(labels).bool()

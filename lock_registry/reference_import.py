@@ -167,7 +167,9 @@ def read_safelock(path: str | Path) -> list[ReferenceHead]:
     with archive:
         names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
         if len(names) != 1:
-            raise LockFormatError(f"{path}: expected one data.pkl in the archive, found {len(names)}")
+            raise LockFormatError(
+                f"{path}: expected one data.pkl in the archive, found {len(names)}"
+            )
         if archive.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
             raise LockFormatError(f"{path}: data.pkl is larger than {MAX_PICKLE_BYTES} bytes")
         data = archive.read(names[0])
@@ -190,12 +192,16 @@ def _heads_from(obj: object, source: str) -> list[ReferenceHead]:
         for entry in entries:
             if not (isinstance(entry, tuple) and len(entry) == 3):
                 raise LockFormatError(f"{source}: {key}: entries must be (head, direction, sigma)")
-            head, direction, sigma = (v.value if isinstance(v, (_Scalar, _Array)) else v for v in entry)
+            head, direction, sigma = (
+                v.value if isinstance(v, (_Scalar, _Array)) else v for v in entry
+            )
             if not isinstance(head, (int, np.integer)) or not isinstance(direction, np.ndarray):
                 raise LockFormatError(f"{source}: {key}: bad head index or direction")
             if direction.ndim != 1 or not isinstance(sigma, (float, np.floating)):
                 raise LockFormatError(f"{source}: {key}: direction must be 1-D, sigma a float")
-            heads.append(ReferenceHead(layer, int(head), direction.astype(np.float32), float(sigma)))
+            heads.append(
+                ReferenceHead(layer, int(head), direction.astype(np.float32), float(sigma))
+            )
     return sorted(heads, key=lambda h: (h.layer, h.head))
 
 

@@ -47,7 +47,9 @@ def build_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
     for pair in PAIRS:
         for text in (pair.question, pair.safe, pair.unsafe):
             words.update(text.lower().split())
-    words.update("you are a helpful assistant the of and to hello world".split())
+    words.update(
+        ["you", "are", "a", "helpful", "assistant", "the", "of", "and", "to", "hello", "world"]
+    )
     vocab = {token: i for i, token in enumerate(SPECIALS + sorted(words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
@@ -65,18 +67,18 @@ def build_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
 
 
 def build_model(family: str, *, attention_bias: bool = False, seed: int = 0, vocab_size: int = 128):
-    common = dict(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+    }
     if family == "llama":
         config = LlamaConfig(attention_bias=attention_bias, **common)
     elif family == "mistral":

@@ -16,7 +16,9 @@ def hooked_logits(model, lock, alpha):
     displacement = torch.zeros(geometry.num_layers, geometry.width)
     for i, (layer, head) in enumerate(lock.head_list):
         slot = slice(head * geometry.head_dim, (head + 1) * geometry.head_dim)
-        displacement[layer, slot] = alpha * lock.tensors["sigmas"][i] * lock.tensors["directions"][i]
+        displacement[layer, slot] = (
+            alpha * lock.tensors["sigmas"][i] * lock.tensors["directions"][i]
+        )
     handles = [
         proj.register_forward_pre_hook(lambda m, args, d=displacement[i]: (args[0] + d,))
         for i, proj in enumerate(attention_output_projections(model))
@@ -66,7 +68,9 @@ def test_existing_bias_is_kept_under_the_lock():
     original = proj.bias.detach().clone()
     lock = lock_for(model, heads=((1, 2),))
     with apply_lock(model, lock, 2.0):
-        delta = proj.weight[:, 32:48] @ (2.0 * lock.tensors["sigmas"][0] * lock.tensors["directions"][0])
+        delta = proj.weight[:, 32:48] @ (
+            2.0 * lock.tensors["sigmas"][0] * lock.tensors["directions"][0]
+        )
         torch.testing.assert_close(proj.bias.detach(), original + delta)
     assert torch.equal(proj.bias, original)
 

@@ -28,7 +28,9 @@ def test_baked_model_loads_locked_with_plain_transformers(family, tokenizer, tmp
     save_locked(model, tokenizer, lock, 5.0, tmp_path / "out")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "caller unchanged"
     assert AutoConfig.from_pretrained(tmp_path / "out").attention_bias is True
-    reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path / "out", output_loading_info=True)
+    reloaded, info = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "out", output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"]
     torch.testing.assert_close(logits(reloaded, IDS), expected, rtol=1e-5, atol=1e-5)
     for layer in reloaded.model.layers:
@@ -38,7 +40,9 @@ def test_baked_model_loads_locked_with_plain_transformers(family, tokenizer, tmp
 
 
 @pytest.mark.parametrize("family", ["mistral", "qwen2"])
-def test_other_families_keep_the_lock_beside_and_load_locked_applies_it(family, tokenizer, tmp_path):
+def test_other_families_keep_the_lock_beside_and_load_locked_applies_it(
+    family, tokenizer, tmp_path
+):
     model = build_model(family)
     lock = lock_for(model)
     expected, plain = locked_logits(model, lock, 5.0), logits(model, IDS)

@@ -28,7 +28,11 @@ def base_dir(tmp_path_factory, tokenizer):
     build_model("llama").save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     records = [
-        {"question": p.question, "answer_matching_behavior": p.safe, "answer_not_matching_behavior": p.unsafe}
+        {
+            "question": p.question,
+            "answer_matching_behavior": p.safe,
+            "answer_not_matching_behavior": p.unsafe,
+        }
         for p in PAIRS
     ]
     (directory / "pairs.json").write_text(json.dumps(records))
@@ -65,8 +69,16 @@ def test_create_names_a_bad_pairs_file(app, base_dir, tmp_path):
 def test_import_reference_with_local_base_and_publish_hook(app, base_dir, tmp_path, monkeypatch):
     torch.save(reference_entries(), tmp_path / "ref.safelock")
     published = []
-    monkeypatch.setattr(cli, "_publisher", lambda d, lock: published.append((d, lock)) or "published v1")
-    args = ["lock", "import-reference", str(tmp_path / "ref.safelock"), "--base-model", str(base_dir)]
+    monkeypatch.setattr(
+        cli, "_publisher", lambda d, lock: published.append((d, lock)) or "published v1"
+    )
+    args = [
+        "lock",
+        "import-reference",
+        str(tmp_path / "ref.safelock"),
+        "--base-model",
+        str(base_dir),
+    ]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "imp"), "--publish"])
     assert result.exit_code == 0, result.output
     assert "published v1" in result.output
@@ -81,13 +93,29 @@ def test_import_reference_needs_geometry_for_a_remote_base(app, tmp_path, monkey
     args = ["lock", "import-reference", str(tmp_path / "ref.safelock"), "--base-model", "org/model"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "--num-layers" in result.output
-    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--num-layers", "2", "--num-heads", "4"])
+    ok = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "o"), "--num-layers", "2", "--num-heads", "4"]
+    )
     assert ok.exit_code == 0, ok.output
-    nopub = runner.invoke(app, [*args, "--out", str(tmp_path / "o2"), "--num-layers", "2", "--num-heads", "4", "--publish"])
+    nopub = runner.invoke(
+        app,
+        [
+            *args,
+            "--out",
+            str(tmp_path / "o2"),
+            "--num-layers",
+            "2",
+            "--num-heads",
+            "4",
+            "--publish",
+        ],
+    )
     assert nopub.exit_code == 1 and "lock registry" in nopub.output
 
 
 def test_cli_module_is_light():
-    code = "import sys, lock_registry.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = (
+        "import sys, lock_registry.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

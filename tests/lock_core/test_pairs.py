@@ -8,7 +8,11 @@ from lock_registry.pairs import format_pairs, load_pairs, pairs_fingerprint
 
 def test_load_refusal_pairs_format(tmp_path, pairs):
     records = [
-        {"question": p.question, "answer_matching_behavior": p.safe, "answer_not_matching_behavior": p.unsafe}
+        {
+            "question": p.question,
+            "answer_matching_behavior": p.safe,
+            "answer_not_matching_behavior": p.unsafe,
+        }
         for p in pairs
     ]
     path = tmp_path / "pairs.json"

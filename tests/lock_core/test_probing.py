@@ -37,7 +37,9 @@ def test_logistic_probes_match_sklearn():
     flat = x.reshape(len(y), 12, 8)
     weights = fit_probes(flat, y, method="logistic", newton_steps=20)
     for probe in (0, 7, 11):
-        ref = LogisticRegression(C=1.0, max_iter=1000, tol=1e-8).fit(flat[:, probe].numpy(), y.numpy())
+        ref = LogisticRegression(C=1.0, max_iter=1000, tol=1e-8).fit(
+            flat[:, probe].numpy(), y.numpy()
+        )
         np.testing.assert_allclose(weights[probe, :-1].numpy(), ref.coef_[0], atol=2e-3)
         assert weights[probe, -1].item() == pytest.approx(ref.intercept_[0], abs=2e-3)
 

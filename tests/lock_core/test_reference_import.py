@@ -45,11 +45,15 @@ def data_pkl(path):
 def test_reference_file_imports_with_its_values(tmp_path):
     entries = reference_entries()
     torch.save(entries, tmp_path / "ref.safelock")
-    lock = import_reference(tmp_path / "ref.safelock", base_model_id="tiny", num_layers=2, num_heads=4)
+    lock = import_reference(
+        tmp_path / "ref.safelock", base_model_id="tiny", num_layers=2, num_heads=4
+    )
     assert lock.head_list == [(0, 1), (0, 3), (1, 2)]
     assert lock.geometry.head_dim == 16
     first = entries["model.layers.0.self_attn.head_out"][0]
-    np.testing.assert_array_equal(lock.tensors["directions"][0].numpy(), first[1].astype(np.float32))
+    np.testing.assert_array_equal(
+        lock.tensors["directions"][0].numpy(), first[1].astype(np.float32)
+    )
     assert lock.tensors["sigmas"][0].item() == pytest.approx(float(first[2]))
     assert lock.manifest.source == {"reference_file": "ref.safelock"}
     model = build_model("llama")
