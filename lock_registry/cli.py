@@ -135,7 +135,8 @@ def show(
     if as_json:
         typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
         return
-    summary = Table(show_header=False, title=f"lock {directory} (sha256 verified)")
+    console.print(f"lock {directory} (sha256 verified)", soft_wrap=True)
+    summary = Table(show_header=False)
     rows = {
         "kind": manifest.kind,
         "base model": f"{manifest.base_model.id} ({manifest.base_model.fingerprint[:16] or '?'})",
