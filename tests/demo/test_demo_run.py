@@ -38,7 +38,7 @@ def test_demo_tells_the_whole_story(demo_model, tmp_path):
         [sys.executable, "-c", "from sdk.cli.main import main; main()", "demo", "--size", "test",
          "--out", str(out), "--cache", str(tmp_path / "cache"),
          "--model-dir", str(_aligned_dir(demo_model))],
-        check=False, capture_output=True, text=True, env=env, timeout=900,
+        check=False, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
