@@ -1,0 +1,48 @@
+"""The reproduction benchmark's --quick mode end to end on the `test` demo model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_paper.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reproduce_paper", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model):
+    script = _script()
+    out = tmp_path / "reproduction.md"
+    rows_path = tmp_path / "rows.json"
+    assert script.main(["--quick", "--out", str(out), "--json", str(rows_path),
+                        "--demo-cache", str(demo_model.root.parent)]) == 0
+
+    text = out.read_text()
+    rows = json.loads(rows_path.read_text())
+    models = {r["model"] for r in rows}
+    assert {"helpful-only", "aligned", "attacked harmful-10", "attacked harmful-100"} <= models
+    locks = {r["lock"] for r in rows if r["model"] == "attacked harmful-10"}
+    assert locks == {"none", "paper/base", "paper/self", "conditional/base", "conditional/self"}
+    for row in rows:
+        for key in ("clean_refusal", "clean_compliance", "harmful", "utility", "over_refusal"):
+            assert 0.0 <= row[key] <= 1.0
+        if row["lock"] != "none":
+            assert row["alpha"] in (4.0, 8.0) and row["apply_ms"] > 0 and row["cosine"] is not None
+    unlocked = [r for r in rows if r["lock"] == "none"]
+    assert all(r["forced_i_refusal"] is not None for r in unlocked)
+    # the paper's recipe keeps its row; the report names its targets and shows samples
+    assert "| attacked harmful-10 | paper/base |" in text
+    assert "| attacked harmful-10 | conditional/base |" in text
+    assert "## Samples" in text and "->" in text
+    assert (tmp_path / "reproduction.png").stat().st_size > 1000
