@@ -71,7 +71,8 @@ def capture_head_activations(
         def hook(_module: nn.Module, args: tuple) -> None:
             x = args[0]
             rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
-            captured[layer] = x[rows, state["positions"]].detach().float().cpu()
+            positions = state["positions"].to(x.device)  # layers may sit on several devices
+            captured[layer] = x[rows, positions].detach().float().cpu()
 
         return hook
 
