@@ -96,7 +96,7 @@ PLANS = {
         max_new_tokens=40,
     ),
     # A wider, deeper model for an accelerator (--plan gpu): ~26M parameters, 8 layers of
-    # 16 heads; the demo builder trains it on the GPU (default device), TRL attacks it.
+    # 16 heads; the demo builder trains it on the GPU, TRL attacks it.
     "gpu": Plan(
         size="large", n_harmful=220, n_safe=100, n_tasks=100, n_advbench=200, n_pairs=256,
         n_labelled=400, calibration_size=64, paper_heads=24, conditional_heads=24,
@@ -115,7 +115,8 @@ def register_large_size() -> None:
     SIZES["large"] = DemoSize(
         name="large", hidden_size=512, num_layers=8, num_heads=16, intermediate_size=1376,
         vocab_size=2000,
-        helpful=StageConfig("helpful_only", steps=1500, batch_size=64, learning_rate=1e-3),
+        helpful=StageConfig("helpful_only", steps=1500, batch_size=64, learning_rate=1e-3,
+                            prompt_loss=True),
         align=StageConfig("aligned", steps=300, batch_size=64, learning_rate=5e-4),
         n_eval_harmful=220, n_eval_safe=100, n_eval_benign=60, n_eval_task=100, n_lock_pairs=256,
     )
@@ -308,9 +309,9 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say) 
     from service.evaluation.prompts import demo_prompt_set
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):  # the builder creates its model and batches on the default device
-        key = build_key(get_size(plan.size), seed=0)  # the test fixtures' cache layout
-        built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size, progress=say)
+    key = build_key(get_size(plan.size), 0, device)  # the test fixtures' cache layout
+    built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size, device=device,
+                             progress=say)
     tokenizer = load_tokenizer(built.aligned)
     prompts = demo_prompt_set(built.aligned)
     sets = EvalSets(
