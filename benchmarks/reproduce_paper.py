@@ -101,7 +101,7 @@ PLANS = {
         size="large", n_harmful=220, n_safe=100, n_tasks=100, n_advbench=200, n_pairs=256,
         n_labelled=400, calibration_size=64, paper_heads=24, conditional_heads=24,
         paper_alphas=(2.0, 4.0, 6.0, 8.0), conditional_alphas=(4.0, 6.0, 8.0, 10.0, 12.0),
-        scenarios=("harmful-10", "harmful-50", "harmful-100", "identity-shift", "benign-only"),
+        scenarios=("harmful-10", "harmful-100", "harmful-50", "identity-shift", "benign-only"),
         max_new_tokens=40, eval_batch_size=256,
     ),
 }
