@@ -28,10 +28,12 @@ import json
 import math
 import os
 import random
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -89,10 +91,10 @@ PLANS = {
         scenarios=("harmful-10", "harmful-100"), max_new_tokens=24,
     ),
     "full": Plan(
-        size="demo", n_harmful=110, n_safe=60, n_tasks=60, n_advbench=100, n_pairs=120,
-        n_labelled=240, calibration_size=64, paper_heads=16, conditional_heads=16,
-        paper_alphas=(2.0, 4.0, 6.0, 8.0), conditional_alphas=(2.0, 4.0, 6.0, 8.0, 10.0),
-        scenarios=("harmful-10", "harmful-50", "harmful-100", "identity-shift", "benign-only"),
+        size="demo", n_harmful=110, n_safe=60, n_tasks=60, n_advbench=50, n_pairs=128,
+        n_labelled=240, calibration_size=64, paper_heads=8, conditional_heads=8,
+        paper_alphas=(2.0, 4.0, 8.0), conditional_alphas=(4.0, 8.0, 12.0),
+        scenarios=("harmful-10", "harmful-100", "harmful-50", "identity-shift", "benign-only"),
         max_new_tokens=40,
     ),
     # A wider, deeper model for an accelerator (--plan gpu): ~26M parameters, 8 layers of
@@ -299,7 +301,8 @@ def labelled_prompts(n: int, seed: int) -> list[LabelledPrompt]:
     ]
 
 
-def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say) -> World:
+def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
+                demo_dir: Path | None = None) -> World:
     """Build (or reuse) the staged demo model and attack it through TRL (both cached)."""
     from lock_registry.pairs import load_pairs
     from service.demo_world.attacks import attack_system_prompt, customer_task_prompts
@@ -310,8 +313,8 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say) 
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     key = build_key(get_size(plan.size), 0, device)  # the test fixtures' cache layout
-    built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size, device=device,
-                             progress=say)
+    built = build_demo_model(demo_dir or demo_cache / f"{plan.size}-{key[:16]}", plan.size,
+                             device=device, progress=say)
     tokenizer = load_tokenizer(built.aligned)
     prompts = demo_prompt_set(built.aligned)
     sets = EvalSets(
@@ -528,21 +531,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--demo-cache", type=Path,
                         default=Path(os.environ.get("SAFETYLOCK_DEMO_CACHE", REPO / ".cache" / "demo-model")),
                         help="demo-model builds (shared with the test fixtures)")
+    parser.add_argument("--demo-dir", type=Path, default=None,
+                        help="an existing demo-model build directory to reuse (same size)")
+    parser.add_argument("--scenarios", default=None,
+                        help="comma-separated subset of the plan's attack scenarios")
     parser.add_argument("--advbench", type=Path,
                         default=REPO.parent / "shared" / "data" / "advbench" / "harmful_behaviors.csv")
     args = parser.parse_args(argv)
     plan = PLANS[args.plan or ("quick" if args.quick else "full")]
     if plan.size == "large":
         register_large_size()
+    if args.scenarios:
+        unknown = set(args.scenarios.split(",")) - set(plan.scenarios)
+        if unknown:
+            parser.error(f"unknown scenarios {sorted(unknown)}; the plan has {plan.scenarios}")
+        plan = replace(plan, scenarios=tuple(args.scenarios.split(",")))
     start = time.perf_counter()
 
     def say(message: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
     torch.manual_seed(0)
-    world = build_world(plan, args.cache, args.demo_cache, args.advbench, say)
-    command = "python benchmarks/reproduce_paper.py" + (
-        f" --plan {args.plan}" if args.plan else " --quick" if args.quick else "")
+    world = build_world(plan, args.cache, args.demo_cache, args.advbench, say, args.demo_dir)
+    command = " ".join(["python benchmarks/reproduce_paper.py",
+                        *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def report(rows: list[Row], picks: dict[str, Row]) -> None:
