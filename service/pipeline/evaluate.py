@@ -8,6 +8,7 @@ from service.pipeline.loading import (
     job_lock,
     load_model,
     prompt_sets,
+    summarise,
     trained_model,
     validation_records,
 )
@@ -22,15 +23,15 @@ def run(sc: StageContext) -> dict:
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False,
                   validation_records=validation_records(sc), **sets)
     base_model, base_tok = load_model(base_model_path(sc))
-    base = evaluate_model(base_model, base_tok, **kwargs).summary()
+    base = summarise(evaluate_model(base_model, base_tok, **kwargs))
     del base_model
     sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
     model, tokenizer = trained_model(sc)
-    unlocked = evaluate_model(model, tokenizer, **kwargs).summary()
+    unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
     sc.progress(Progress(stage="evaluate", step=2, total_steps=3), force=True)
     relocked = None
     if alpha is not None:
-        relocked = evaluate_model(model, tokenizer, lock=job_lock(sc), alpha=alpha, **kwargs).summary()
+        relocked = summarise(evaluate_model(model, tokenizer, lock=job_lock(sc), alpha=alpha, **kwargs))
     sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
     out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha}
     sc.event("Evaluation: harmful rate base {}, unlocked {}, relocked {}.".format(

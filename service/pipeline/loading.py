@@ -53,3 +53,8 @@ def validation_records(sc: StageContext) -> list[dict] | None:
     if not job.validation_file:
         return None
     return load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.validation_file}"))
+
+
+def summarise(result: Any) -> dict[str, float | None]:
+    """An EvalResult as the report's Eval object, plus the junk rate the gate checks."""
+    return {**result.summary(), "junk_rate": result.junk_rate}
