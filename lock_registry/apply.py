@@ -39,14 +39,19 @@ class LockHandle:
     """A lock applied to a model; `remove()` restores every parameter exactly."""
 
     def __init__(self, model: nn.Module, lock: MetaSafetyLock, alpha: float, undo: list[Undo]):
-        self.model = model
+        self._model = weakref.ref(model)  # the registry of active locks must not keep models alive
         self.lock = lock
         self.alpha = alpha
         self._undo = undo
 
     @property
+    def model(self) -> nn.Module | None:
+        return self._model()
+
+    @property
     def active(self) -> bool:
-        return _ACTIVE.get(self.model) is self
+        model = self.model
+        return model is not None and _ACTIVE.get(model) is self
 
     def remove(self) -> None:
         """Take the lock off (a second call does nothing)."""

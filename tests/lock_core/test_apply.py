@@ -107,3 +107,16 @@ def test_second_lock_while_one_is_applied_is_refused_and_default_alpha_used():
             apply_lock(model, lock, 1.0)
     with pytest.raises(Exception, match="finite"):
         apply_lock(model, lock, float("nan"))
+
+
+def test_an_applied_lock_does_not_keep_a_dropped_model_alive():
+    import gc
+    import weakref
+
+    model = build_model("llama")
+    handle = apply_lock(model, lock_for(model), 6.0)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None and not handle.active
+    handle.remove()  # nothing left to do
