@@ -205,3 +205,15 @@ def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaS
     """The lock with its threshold re-fitted on ``model`` (what the relock stage applies)."""
     fit = calibrate_threshold(model, tokenizer, lock)
     return with_threshold(lock, fit.threshold), fit
+
+
+def fit_to_model(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> MetaSafetyLock:
+    """The lock as the relock stage should apply it to ``model``, whatever its kind.
+
+    A conditional lock gets its threshold re-fitted on ``model``; other kinds need no fit
+    and come back unchanged.
+    """
+    if lock.manifest.kind != KIND:
+        return lock
+    fitted, _fit = calibrated(model, tokenizer, lock)
+    return fitted

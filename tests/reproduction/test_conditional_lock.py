@@ -16,7 +16,13 @@ from lock_registry.conditional import (
     format_prompts,
     with_threshold,
 )
-from lock_registry.conditional_apply import alpha_curve, calibrate_threshold, calibrated, gate_state
+from lock_registry.conditional_apply import (
+    alpha_curve,
+    calibrate_threshold,
+    calibrated,
+    fit_to_model,
+    gate_state,
+)
 from lock_registry.errors import (
     LockFormatError,
     LockIntegrityError,
@@ -246,3 +252,11 @@ def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_to
     )
     assert [p.alpha for p in curve] == [0.0, 4.0]
     assert all(0.0 <= p.harmful_refusal_start <= 1.0 for p in curve)
+
+
+def test_fit_to_model_calibrates_conditional_locks_only(tiny_llama, char_tokenizer, lock):
+    fitted = fit_to_model(tiny_llama, char_tokenizer, lock)
+    assert fitted.manifest.threshold == calibrate_threshold(tiny_llama, char_tokenizer, lock).threshold
+    paper_like = object.__new__(MetaSafetyLock)
+    paper_like.manifest = lock.manifest.model_copy(update={"kind": "head_bias"})
+    assert fit_to_model(tiny_llama, char_tokenizer, paper_like) is paper_like
