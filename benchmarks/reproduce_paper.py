@@ -88,7 +88,7 @@ PLANS = {
         size="test", n_harmful=22, n_safe=12, n_tasks=12, n_advbench=12, n_pairs=24,
         n_labelled=48, calibration_size=16, paper_heads=4, conditional_heads=4,
         paper_alphas=(4.0, 8.0), conditional_alphas=(4.0, 8.0),
-        scenarios=("harmful-10", "harmful-100"), max_new_tokens=24,
+        scenarios=("harmful-10",), max_new_tokens=24,
     ),
     "full": Plan(
         size="demo", n_harmful=110, n_safe=60, n_tasks=60, n_advbench=50, n_pairs=128,

@@ -31,7 +31,7 @@ def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model)
     text = out.read_text()
     rows = json.loads(rows_path.read_text())
     models = {r["model"] for r in rows}
-    assert {"helpful-only", "aligned", "attacked harmful-10", "attacked harmful-100"} <= models
+    assert models == {"helpful-only", "aligned", "attacked harmful-10"}
     locks = {r["lock"] for r in rows if r["model"] == "attacked harmful-10"}
     assert locks == {"none", "paper/base", "paper/self", "conditional/base", "conditional/self"}
     for row in rows:
