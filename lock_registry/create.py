@@ -94,9 +94,14 @@ def create_lock(
     directions, sigmas = mass_mean_directions(samples, sample_labels, chosen)
     if progress is not None:
         progress("probe", 1, 1)
-    fingerprint = base_fingerprint if base_fingerprint is not None else model_fingerprint(model)
+    if base_fingerprint is None:
+        if progress is not None:
+            progress("fingerprint", 0, 1)  # hashes every weight: tens of seconds at 8B
+        base_fingerprint = model_fingerprint(model)
+        if progress is not None:
+            progress("fingerprint", 1, 1)
     return MetaSafetyLock.head_bias(
-        base_model=BaseModelRef(id=base_model_id, fingerprint=fingerprint),
+        base_model=BaseModelRef(id=base_model_id, fingerprint=base_fingerprint),
         architecture=model_type(model),
         geometry=geometry,
         layers=torch.tensor([layer for layer, _ in chosen]),

@@ -31,7 +31,7 @@ def test_create_lock_on_each_family(family, tokenizer, pairs, tmp_path):
     assert len(set(lock.head_list)) == 5
     torch.testing.assert_close(lock.tensors["directions"].norm(dim=1), torch.ones(5))
     assert (lock.tensors["sigmas"] > 0).all()
-    assert {"capture", "probe"} <= set(stages)
+    assert {"capture", "probe", "fingerprint"} <= set(stages)
     lock.save(tmp_path / "lock")
     assert MetaSafetyLock.load(tmp_path / "lock").manifest == manifest
 
