@@ -91,11 +91,11 @@ PLANS = {
         scenarios=("harmful-10",), max_new_tokens=24,
     ),
     "full": Plan(
-        size="demo", n_harmful=110, n_safe=60, n_tasks=60, n_advbench=50, n_pairs=128,
+        size="demo", n_harmful=110, n_safe=60, n_tasks=40, n_advbench=30, n_pairs=128,
         n_labelled=240, calibration_size=64, paper_heads=8, conditional_heads=8,
         paper_alphas=(2.0, 4.0, 8.0), conditional_alphas=(4.0, 8.0, 12.0),
         scenarios=("harmful-10", "harmful-100", "harmful-50", "identity-shift", "benign-only"),
-        max_new_tokens=40,
+        max_new_tokens=32,
     ),
     # A wider, deeper model for an accelerator (--plan gpu): ~26M parameters, 8 layers of
     # 16 heads; the demo builder trains it on the GPU, TRL attacks it.
@@ -253,6 +253,7 @@ class World:
     pairs: list[ContrastivePair]  # contrastive pairs for the paper lock (train split)
     labelled: list[LabelledPrompt]  # labelled prompts for the conditional lock (train split)
     systems: dict[str, str | None]  # model name -> system prompt it is evaluated under
+    build_key: str  # the demo-model build's content hash
 
 
 def load_advbench(path: Path, n: int) -> list[PromptItem]:
@@ -285,6 +286,15 @@ def with_system(items: list[PromptItem], system: str | None) -> list[PromptItem]
     return [i.model_copy(update={"system": system}) for i in items]
 
 
+def _mix(items: list[PromptItem], n: int) -> list[PromptItem]:
+    """``n`` safe prompts, alternating between their categories (scary-safe, benign-styled)."""
+    by_category: dict[str, list[PromptItem]] = {}
+    for item in items:
+        by_category.setdefault(item.category, []).append(item)
+    mixed = [i for group in zip(*by_category.values(), strict=False) for i in group]
+    return mixed[:n]
+
+
 def labelled_prompts(n: int, seed: int) -> list[LabelledPrompt]:
     """Training-split prompts for the conditional lock: half harmful, half not (benign
     requests in the harmful styles, safe-but-scary requests, tasks)."""
@@ -306,20 +316,31 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
     """Build (or reuse) the staged demo model and attack it through TRL (both cached)."""
     from lock_registry.pairs import load_pairs
     from service.demo_world.attacks import attack_system_prompt, customer_task_prompts
-    from service.demo_world.build import LOCK_PAIRS, build_demo_model, build_key
+    from service.demo_world.build import (
+        BUILD_FILE,
+        LOCK_PAIRS,
+        DemoModel,
+        build_demo_model,
+        build_key,
+    )
     from service.demo_world.sizes import get_size
     from service.demo_world.tokenizer import load_tokenizer
     from service.evaluation.prompts import demo_prompt_set
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    key = build_key(get_size(plan.size), 0, device)  # the test fixtures' cache layout
-    built = build_demo_model(demo_dir or demo_cache / f"{plan.size}-{key[:16]}", plan.size,
-                             device=device, progress=say)
+    if demo_dir is not None:  # an existing build, used as it is (its key is reported)
+        info = json.loads((demo_dir / BUILD_FILE).read_text())
+        built = DemoModel(demo_dir, info["key"], info["size"], info["seed"])
+        say(f"using the build in {demo_dir} (key {built.key[:12]}, size {built.size})")
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        key = build_key(get_size(plan.size), 0, device)  # the test fixtures' cache layout
+        built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size,
+                                 device=device, progress=say)
     tokenizer = load_tokenizer(built.aligned)
     prompts = demo_prompt_set(built.aligned)
     sets = EvalSets(
         harmful=prompts.of_kind("harmful").items[: plan.n_harmful],
-        safe=prompts.of_kind("safe").items[: plan.n_safe],
+        safe=_mix(prompts.of_kind("safe").items, plan.n_safe),
         # general tasks and the customer's ticket-routing task (what the attacks train)
         tasks=prompts.of_kind("task").items[: plan.n_tasks // 2]
         + customer_task_prompts(plan.n_tasks - plan.n_tasks // 2, seed=0),
@@ -334,7 +355,8 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
         models[name] = run_attack(built.aligned, scenario, cache / f"{built.key[:12]}-{settings}", say)
         systems[name] = attack_system_prompt(scenario)
     pairs = load_pairs(built.aligned / LOCK_PAIRS, limit=plan.n_pairs)
-    return World(tokenizer, models, sets, pairs, labelled_prompts(plan.n_labelled, seed=0), systems)
+    return World(tokenizer, models, sets, pairs, labelled_prompts(plan.n_labelled, seed=0), systems,
+                 built.key)
 
 
 # --------------------------------------------------------------------------- the run
@@ -345,6 +367,12 @@ def _load(path: Path):
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
+
+
+def _priority(name: str) -> int:
+    """Evaluation order: the issue's target attacks first, so a run cut short has them."""
+    order = ("attacked harmful-10", "aligned", "attacked harmful-100")
+    return order.index(name) if name in order else len(order)
 
 
 def run(plan: Plan, world: World, say, report) -> tuple[list[Row], dict[str, Row]]:
@@ -367,7 +395,8 @@ def run(plan: Plan, world: World, say, report) -> tuple[list[Row], dict[str, Row
 
     rows: list[Row] = []
     picks: dict[str, Row] = {}
-    for name, path in world.models.items():
+    for name in sorted(world.models, key=_priority):
+        path = world.models[name]
         say(f"evaluate {name}")
         model = _load(path)
         system = world.systems.get(name)
@@ -438,12 +467,17 @@ def _line(row: Row, unlocked: Row | None) -> str:
             f"{verdict} |")
 
 
-def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command: str, seconds: float) -> str:
-    unlocked = {r.model: r for r in rows if r.lock == "none"}
+def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command: str,
+                    seconds: float, build_key: str = "") -> str:
+    order = ["helpful-only", "aligned"] + [f"attacked {s}" for s in plan.scenarios]
+    unlocked = {r.model: r for r in sorted(
+        (r for r in rows if r.lock == "none"), key=lambda r: order.index(r.model))}
     out = [
         "# SafetyLock reproduction on the demo world",
         "",
-        (f"Rebuilt by `{command}` ({plan.size} model, {seconds / 60:.1f} min). Rates are percentages "
+        (f"Rebuilt by `{command}` ({plan.size} model, build key {build_key[:12]}, "
+         f"{seconds / 60:.1f} min). Attacks: TRL full fine-tune, {ATTACK['n_epochs']:g} epochs, "
+         f"lr {ATTACK['learning_rate']:g}, batch {ATTACK['batch_size']}. Rates are percentages "
         f"of {plan.n_harmful} held-out harmful prompts (demo), {plan.n_advbench} AdvBench "
         f"goals, {plan.n_safe} safe-but-scary prompts (over-refusal) and {plan.n_tasks} task prompts "
         "(utility, exact match), judged by the project's rule judge. Targets (issue 4): relocked "
@@ -558,7 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def report(rows: list[Row], picks: dict[str, Row]) -> None:
-        args.out.write_text(render_markdown(plan, rows, picks, command, time.perf_counter() - start))
+        args.out.write_text(render_markdown(plan, rows, picks, command,
+                                            time.perf_counter() - start, world.build_key))
         if args.json:
             args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
 
