@@ -39,6 +39,7 @@ def connection(
 
 
 _registered = False
+_OWN_PACKAGES = {"sdk", "service", "lock_registry"}
 
 
 def _register_plugins() -> None:
@@ -49,8 +50,10 @@ def _register_plugins() -> None:
     for ep in entry_points(group="safetylock.cli"):
         try:
             register = ep.load()
-        except ImportError:
-            continue  # that part of the platform is not installed
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in _OWN_PACKAGES:
+                raise  # our own code is broken: say so rather than hide the group
+            continue  # a third-party dependency of that group's extra is not installed
         register(app)
 
 
