@@ -48,6 +48,7 @@ def write_html(path: Path, summary: DemoSummary, details: list[JobDetail],
             for title, key, fmt in ROWS]
     rows.append(["gate decision", *(f'<span class="{escape(j.decision)}">{escape(j.decision)}'
                                     "</span>" for j in summary.jobs)])
+    rows.append(["job time (s)", *(f"{sum(j.stage_seconds.values()):.0f}" for j in summary.jobs)])
     parts.append(_table(["", *(j.name for j in summary.jobs)], rows))
     for d in details:
         parts.append(f"<h2>{escape(d.name)} <small>({escape(d.job_id)})</small></h2>")

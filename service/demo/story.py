@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sdk import Client, NotFoundError
+from sdk.cli.render import report_view
 from sdk.in_process import asgi_http_client
 from sdk.validation import validate_training_file
 from service.demo import data
@@ -83,8 +84,6 @@ def _customer_job(client: Client, console: Console, name: str, path: Path,
     console.print(f"[bold]customer[/]: {job.id} {status}{detail}"
                   + (f", model {job.fine_tuned_model}" if job.fine_tuned_model else ""))
     if report is not None:
-        from sdk.cli.render import report_view
-
         console.print(report_view(report))
     return JobSummary.from_report(name, job, report), JobDetail(name, job.id, report, events)
 
