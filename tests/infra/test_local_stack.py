@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 UP, DOWN = INFRA / "local" / "up.sh", INFRA / "local" / "down.sh"
 SERVICES = ("redis", "s3", "api", "worker")
+VENV = str(Path(sys.executable).parent.parent)  # the environment running the tests
 HP = {
     "n_epochs": 1,
     "batch_size": 4,
@@ -81,7 +83,7 @@ def run_cli(*args: str, env: dict[str, str]) -> str:
 
 def test_local_stack_runs_a_job_and_stops_cleanly(demo_model_dir: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "stack"
-    env = {**os.environ, **JOB_SETTINGS}
+    env = {**os.environ, **JOB_SETTINGS, "VENV": VENV}
     env["SAFETYLOCK_BASE_MODELS"] = json.dumps({"demo-test": str(demo_model_dir)})
     up = subprocess.run(
         [str(UP), "--dir", str(run_dir), "--queues", "local-cpu"],
@@ -177,6 +179,7 @@ def test_up_refuses_a_second_stack_in_the_same_folder(tmp_path: Path) -> None:
         (tmp_path / "pids" / "redis.pid").write_text(f"{ours.pid} {start}\n")
         up = subprocess.run(
             [str(UP), "--dir", str(tmp_path)],
+            env={**os.environ, "VENV": VENV},
             capture_output=True,
             text=True,
             timeout=30,
