@@ -18,13 +18,28 @@ from service.state.records import Progress
 
 TRAINED = "trained"
 CHECKPOINTS = "checkpoints"
+COMPLETE = "COMPLETE"
 
 
 class CheckpointSync:
-    """Copies each new local checkpoint to the store, keeping only the newest there."""
+    """Copies each new local checkpoint to the store, keeping only the newest complete one.
+
+    A stored checkpoint counts only once its `COMPLETE` marker is written (last), so a
+    worker killed halfway through an upload leaves the previous checkpoint in force.
+    """
 
     def __init__(self, sc: StageContext, local: Path) -> None:
         self.sc, self.local, self.synced = sc, local, 0
+
+    def _stored(self) -> dict[int, bool]:
+        """Stored checkpoint steps -> whether complete."""
+        prefix = self.sc.key(CHECKPOINTS) + "/"
+        steps: dict[int, bool] = {}
+        for key in self.sc.ctx.store.list(prefix):
+            name, _, rest = key[len(prefix):].partition("/")
+            step = int(name.split("-")[-1])
+            steps[step] = steps.get(step, False) or rest == COMPLETE
+        return steps
 
     def __call__(self) -> None:
         found = sorted((int(p.name.split("-")[-1]), p) for p in self.local.glob("checkpoint-*")
@@ -32,22 +47,26 @@ class CheckpointSync:
         if not found or found[-1][0] <= self.synced:
             return
         step, path = found[-1]
-        prefix = self.sc.key(CHECKPOINTS)
-        self.sc.ctx.store.delete_prefix(prefix + "/")
-        self.sc.ctx.store.upload_dir(path, f"{prefix}/checkpoint-{step}")
+        store = self.sc.ctx.store
+        store.upload_dir(path, self.sc.key(CHECKPOINTS, f"checkpoint-{step}"))
+        store.put_bytes(self.sc.key(CHECKPOINTS, f"checkpoint-{step}", COMPLETE), b"")
+        for old in self._stored():
+            if old != step:
+                store.delete_prefix(self.sc.key(CHECKPOINTS, f"checkpoint-{old}") + "/")
         self.synced = step
         self.sc.event(f"Checkpoint at step {step} saved.", once=f"checkpoint:{step}")
 
     def restore(self) -> Path | None:
-        """The stored checkpoint, downloaded, or None when there is none."""
-        keys = self.sc.ctx.store.list(self.sc.key(CHECKPOINTS) + "/")
-        if not keys:
+        """The newest complete stored checkpoint, downloaded, or None when there is none."""
+        complete = [step for step, done in self._stored().items() if done]
+        if not complete:
             return None
-        name = keys[0].split("/")[-2]
-        target = self.local / name
+        step = max(complete)
+        target = self.local / f"checkpoint-{step}"
         shutil.rmtree(self.local, ignore_errors=True)
-        self.sc.ctx.store.download_dir(self.sc.key(CHECKPOINTS, name), target)
-        self.synced = int(name.split("-")[-1])
+        self.sc.ctx.store.download_dir(self.sc.key(CHECKPOINTS, f"checkpoint-{step}"), target)
+        (target / COMPLETE).unlink()
+        self.synced = step
         return target
 
 

@@ -49,7 +49,7 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         messages = [e["message"] for e in events]
         assert job["status"] in ("succeeded", "failed"), job
         if job["status"] == "failed":
-            assert job["error"]["code"] == "gate_rejected", job
+            assert job["error"]["code"] == "gate_rejected", (job["error"], events[-6:])
         assert any(m.startswith("Resuming the job after a lost worker (delivery 2)") for m in messages), messages
         assert any(m == "Stage validate already done; skipping it." for m in messages), messages
         resumed = [m for m in messages if m.startswith("Resuming training from the checkpoint at step")]
