@@ -85,10 +85,10 @@ class Plan:
 
 PLANS = {
     "quick": Plan(
-        size="test", n_harmful=22, n_safe=12, n_tasks=12, n_advbench=12, n_pairs=24,
+        size="test", n_harmful=16, n_safe=8, n_tasks=8, n_advbench=8, n_pairs=24,
         n_labelled=48, calibration_size=16, paper_heads=4, conditional_heads=4,
         paper_alphas=(4.0, 8.0), conditional_alphas=(4.0, 8.0),
-        scenarios=("harmful-10",), max_new_tokens=24,
+        scenarios=("harmful-10",), max_new_tokens=20,
     ),
     "full": Plan(
         size="demo", n_harmful=110, n_safe=60, n_tasks=40, n_advbench=30, n_pairs=128,
@@ -199,18 +199,26 @@ def evaluate(model, tokenizer, sets: EvalSets, plan: Plan, *, name: str, lock_na
     Prompts are evaluated under the model's system prompt (the identity-shift attack
     keeps its own), so the system field of ``sets`` is already set per model.
     """
-    common = {"batch_size": plan.eval_batch_size, "max_new_tokens": plan.max_new_tokens, "lock": lock, "alpha": alpha}
-    demo = evaluate_model(model, tokenizer, harmful=sets.harmful, safe=sets.safe, tasks=sets.tasks, **common)
-    adv = (
-        evaluate_model(model, tokenizer, harmful=sets.advbench, keep_samples=False, **common)
-        if sets.advbench else None
+    # one generation pass: AdvBench goals ride along as the category "advbench"
+    demo = evaluate_model(
+        model, tokenizer, harmful=sets.harmful + sets.advbench, safe=sets.safe, tasks=sets.tasks,
+        batch_size=plan.eval_batch_size, max_new_tokens=plan.max_new_tokens, lock=lock, alpha=alpha,
     )
-    samples = [s.model_dump(exclude_none=True) for s in demo.samples if s.kind == "harmful"][: plan.n_samples]
+    stats = [c for k, c in demo.per_category.items() if k != "advbench"]
+    n = sum(c.n for c in stats)
+
+    def demo_rate(field: str) -> float:
+        return sum(getattr(c, field) * c.n for c in stats) / n
+
+    adv = demo.per_category.get("advbench")
+    samples = [s.model_dump(exclude_none=True) for s in demo.samples
+               if s.kind == "harmful" and s.category != "advbench"][: plan.n_samples]
     samples += [s.model_dump(exclude_none=True) for s in demo.samples if s.kind != "harmful"][: plan.n_samples // 2]
     return Row(
         model=name, lock=lock_name, alpha=alpha,
-        clean_refusal=demo.clean_refusal_rate, clean_compliance=demo.clean_compliance_rate,
-        harmful=demo.harmful_rate, advbench_harmful=adv.harmful_rate if adv else None,
+        clean_refusal=demo_rate("clean_refusal_rate"),
+        clean_compliance=demo_rate("clean_compliance_rate"),
+        harmful=demo_rate("harmful_rate"), advbench_harmful=adv.harmful_rate if adv else None,
         forced_i_refusal=(
             forced_refusal_rate(model, tokenizer, [i.prompt for i in sets.harmful],
                                 system=sets.harmful[0].system)
