@@ -20,6 +20,12 @@ from service.pipeline.report import build_report
 from service.state.records import ModelRecord
 
 MANIFEST = "manifest.json"
+BAKEABLE_KINDS = frozenset({"head_bias"})  # save_locked bakes biases; hook-based kinds would be lost
+
+
+def unpublish(sc: StageContext) -> None:
+    """Remove whatever a failed publish left under models/ (it never had a manifest)."""
+    sc.ctx.store.delete_prefix(model_key(sc.job.tenant, model_id_for(sc.job.id)) + "/")
 
 
 def model_id_for(job_id: str) -> str:
@@ -37,6 +43,9 @@ def run(sc: StageContext, started: float) -> FinalResult:
     shutil.rmtree(out, ignore_errors=True)
     model, tokenizer = trained_model(sc)
     lock = job_lock(sc)
+    if lock.manifest.kind not in BAKEABLE_KINDS:
+        raise ValueError(f"a {lock.manifest.kind!r} lock cannot be written into the weights by save_locked; "
+                         "refusing to publish weights that would load unlocked")
     save_locked(model, tokenizer, lock, alpha, out)  # weights, tokenizer, safetylock/ (lock + alpha)
     report = build_report(sc, "published", [])
     report["stage_seconds"]["publish"] = round(time.monotonic() - started, 3)

@@ -4,7 +4,7 @@ A job runs under a lease (a key with an expiry, renewed by a heartbeat thread), 
 workers never run it at once; a worker that dies stops renewing and its lease lapses,
 and the redelivered task resumes from the last finished stage. Every status change is
 a conditional update: a cancelled or finished job is never brought back to life.
-Any exception in relock, evaluate or gate rejects the job: the gate fails closed.
+Any exception in relock, evaluate, gate or publish rejects the job: the gate fails closed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from service.state.repo import JobConflict
 log = logging.getLogger(__name__)
 
 ACTIVE = ("validating_files", "queued", "running")
-FAIL_CLOSED = frozenset({"relock", "evaluate", "gate"})
+FAIL_CLOSED = frozenset({"relock", "evaluate", "gate", "publish"})
 
 
 class JobBusy(Exception):
@@ -105,6 +105,10 @@ def _run(ctx: ServiceContext, job_id: str) -> str:
         stage = sc.job.stage or "validate"
         log.exception("job %s: stage %s crashed", job_id, stage)
         if stage in FAIL_CLOSED:
+            if stage == "publish":  # nothing half-published may stay under models/
+                from service.pipeline.publish import unpublish
+
+                unpublish(sc)
             sc.event(f"Stage {stage} failed ({type(exc).__name__}: {exc}); the gate fails closed.",
                      level="error", once=f"crash:{stage}")
             sc.save_output("gate", {"passed": False, "reasons": [f"{stage} failed: {type(exc).__name__}: {exc}"],
