@@ -29,7 +29,7 @@ class DemoConfig:
     eval_limit: int
     """Prompts per evaluation set (harmful, safe, task) in the service's evaluation."""
     eval_max_new_tokens: int
-    alpha_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 6.0, 8.0])
+    alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
     lock_recipe: Literal["paper", "conditional"] = "paper"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
     `create_conditional_lock`)."""
@@ -44,7 +44,7 @@ SIZES: dict[Size, DemoConfig] = {
     "test": DemoConfig(
         size="test", model_size="test", n_task=40, n_harmful=10, n_validation=16, method="full",
         hyperparameters={**ATTACK_HYPERPARAMETERS, "max_seq_length": 128},
-        eval_limit=12, eval_max_new_tokens=16, alpha_grid=[2.0, 8.0],
+        eval_limit=12, eval_max_new_tokens=16, alpha_grid=[0.0, 2.0, 8.0],
     ),
     "demo": DemoConfig(
         size="demo", model_size="demo", n_task=100, n_harmful=10, n_validation=32,
