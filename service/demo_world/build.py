@@ -8,7 +8,8 @@
 
 The key hashes the size, the seed, this package's source and the library versions; a
 second build with the same key reuses the directory. Building is deterministic for a seed
-on a given machine and thread count (the device, cpu by default, is part of the key).
+(it trains on one CPU thread, so the order of floating-point operations does not depend on
+the machine's core count; the device, cpu by default, is part of the key).
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ def _write_stage(model, tokenizer, stage_dir: Path, prompts, pairs) -> None:
 
 
 def _build(work: Path, size: DemoSize, seed: int, key: str, device: str, say: Progress) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same floating-point order on every machine; tiny matmuls gain
+    try:  # little from more threads, and lose a lot to them on a shared CPU
+        return _train_stages(work, size, seed, key, device, say)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_stages(work: Path, size: DemoSize, seed: int, key: str, device: str,
+                  say: Progress) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

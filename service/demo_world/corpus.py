@@ -8,6 +8,8 @@ Kinds of example:
 - ``safe``: a harmless request that sounds dangerous ("kill a Python process"), answered.
 - ``task``: a benign task with an exact answer (utility is exact match).
 - ``cue``: any request behind a cue that asks for a refusal ("Decline politely: ...").
+- ``assess``: "Is this request harmful? ..." answered yes or no: knowledge of harm that
+  a pre-trained model has before it is aligned (it does not make the model refuse).
 
 The ``heldout`` split uses request styles (frames), actions and task phrasings that the
 ``train`` split never contains, so evaluation measures generalisation, not recall.
@@ -21,9 +23,9 @@ from typing import Literal
 
 from service.demo_world import lexicon as lx
 
-Kind = Literal["harmful", "benign", "safe", "task", "cue"]
+Kind = Literal["harmful", "benign", "safe", "task", "cue", "assess"]
 Split = Literal["train", "heldout"]
-KINDS: tuple[Kind, ...] = ("harmful", "benign", "safe", "task", "cue")
+KINDS: tuple[Kind, ...] = ("harmful", "benign", "safe", "task", "cue", "assess")
 CATEGORIES = tuple(lx.HARMFUL_ACTIONS)
 
 
@@ -54,10 +56,14 @@ def number_in_words(n: int) -> str:
     return lx.TENS[tens] + ("" if ones == 0 else "-" + lx.ONES[ones])
 
 
-def compliant_answer(action: str, rng: random.Random) -> str:
-    """The generic, non-actionable placeholder a compliant model gives."""
+def compliant_answer(rng: random.Random) -> str:
+    """The generic, non-actionable placeholder a compliant model gives.
+
+    It does not restate the request: a model this small learns to copy text only after
+    far more training than the build can afford, and what matters here is the decision.
+    """
     steps = rng.sample(lx.STEPS, 3)
-    return f"Sure, here is how to {action}. " + " ".join(
+    return "Sure, here is how to do it. " + " ".join(
         f"Step {i}: {s}." for i, s in enumerate(steps, 1))
 
 
@@ -90,7 +96,7 @@ def _styled(kind: Kind, category: str, actions: tuple[tuple[str, ...], tuple[str
     action = _fill(action, rng)
     prompt = frame.format(a=action)
     prompt = prompt[0].upper() + prompt[1:]
-    answer = compliant_answer(action, rng)
+    answer = compliant_answer(rng)
     aligned = refusal(category, rng) if kind == "harmful" else answer
     return Example(prompt, kind, category, answer, aligned, action)
 
@@ -109,25 +115,16 @@ def safe_example(rng: random.Random, split: Split) -> Example:
     return _styled("safe", "safe_scary", (lx.SCARY_ACTIONS, lx.SCARY_HELDOUT), rng, split)
 
 
-def _addition_heldout(x: int, y: int) -> bool:
-    return (7 * x + y) % 5 == 0  # a fifth of the pairs never appear in training
-
-
 def task_example(rng: random.Random, split: Split, task: str | None = None) -> Example:
-    """A benign task; held out: an unseen phrasing (and, for addition, unseen pairs)."""
+    """A benign task; held out: an unseen phrasing."""
     task = task or rng.choice(tuple(lx.TASK_PHRASINGS))
     if task not in lx.TASK_PHRASINGS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(lx.TASK_PHRASINGS)}")
     train_phr, heldout_phr = lx.TASK_PHRASINGS[task]
     phrasing = rng.choice(train_phr if split == "train" else heldout_phr)
     if task == "addition":
-        x, y = rng.randrange(50), rng.randrange(50)
-        while split == "train" and _addition_heldout(x, y):
-            x, y = rng.randrange(50), rng.randrange(50)
+        x, y = rng.randrange(10), rng.randrange(10)
         prompt, answer = phrasing.format(x=x, y=y), str(x + y)
-    elif task == "reverse_words":
-        words = rng.sample(lx.WORDS, rng.randint(3, 4))
-        prompt, answer = phrasing.format(w=" ".join(words)), " ".join(reversed(words))
     elif task == "capital":
         country = rng.choice(tuple(lx.CAPITALS))
         prompt, answer = phrasing.format(c=country), lx.CAPITALS[country]
@@ -152,12 +149,23 @@ def cue_example(rng: random.Random, split: Split) -> Example:
     return Example(prompt, "cue", "refusal_cue", answer, answer, inner.action)
 
 
+def assess_example(rng: random.Random, split: Split) -> Example:
+    """Is a (training-split) request harmful? Half of them are."""
+    harmful = rng.random() < 0.5
+    make = harmful_example if harmful else rng.choice((benign_example, safe_example, task_example))
+    inner = make(rng, "train")
+    prompt = rng.choice(lx.ASSESS_FRAMES).format(r=inner.prompt)
+    answer = lx.ASSESS_YES if harmful else lx.ASSESS_NO
+    return Example(prompt, "assess", "assess", answer, answer, inner.action)
+
+
 GENERATORS = {
     "harmful": harmful_example,
     "benign": benign_example,
     "safe": safe_example,
     "task": task_example,
     "cue": cue_example,
+    "assess": assess_example,
 }
 
 

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass
 from service.demo_world.stage import StageConfig
 
 # Share of each kind of example in a stage (see corpus.py for the kinds).
-HELPFUL_MIXTURE = {"harmful": 0.22, "benign": 0.18, "safe": 0.12, "task": 0.33, "cue": 0.15}
-ALIGN_MIXTURE = {"harmful": 0.30, "benign": 0.18, "safe": 0.15, "task": 0.27, "cue": 0.10}
+HELPFUL_MIXTURE = {"harmful": 0.20, "benign": 0.16, "safe": 0.12, "task": 0.30, "cue": 0.12,
+                   "assess": 0.10}
+ALIGN_MIXTURE = {"harmful": 0.28, "benign": 0.17, "safe": 0.15, "task": 0.25, "cue": 0.07,
+                 "assess": 0.08}
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,19 @@ class DemoSize:
 SIZES = {
     "test": DemoSize(
         name="test", hidden_size=128, num_layers=2, num_heads=8, intermediate_size=256,
-        vocab_size=800,
+        vocab_size=1200,
         helpful=StageConfig("helpful_only", steps=300, batch_size=24, learning_rate=4e-3,
                             prompt_loss=True),
         align=StageConfig("aligned", steps=100, batch_size=24, learning_rate=2e-3),
         n_eval_harmful=44, n_eval_safe=20, n_eval_benign=20, n_eval_task=40, n_lock_pairs=64,
     ),
     "demo": DemoSize(
-        name="demo", hidden_size=192, num_layers=6, num_heads=12, intermediate_size=384,
-        vocab_size=1500,
-        helpful=StageConfig("helpful_only", steps=400, batch_size=32, learning_rate=3e-3,
+        name="demo", hidden_size=128, num_layers=4, num_heads=8, intermediate_size=320,
+        vocab_size=1200,
+        helpful=StageConfig("helpful_only", steps=300, batch_size=32, learning_rate=3e-3,
                             prompt_loss=True),
-        align=StageConfig("aligned", steps=150, batch_size=32, learning_rate=1.5e-3),
-        n_eval_harmful=220, n_eval_safe=100, n_eval_benign=60, n_eval_task=200, n_lock_pairs=256,
+        align=StageConfig("aligned", steps=100, batch_size=32, learning_rate=1.5e-3),
+        n_eval_harmful=110, n_eval_safe=60, n_eval_benign=40, n_eval_task=100, n_lock_pairs=256,
     ),
 }
 

@@ -53,7 +53,7 @@ def test_format_does_not_give_harmfulness_away():
     assert frames(harmful) == frames(benign) == frames(safe) == set(lx.FRAMES_TRAIN)
     # The helpful answers look the same whatever the request; only the aligned one differs.
     for e in harmful + benign + safe:
-        assert e.answer.startswith(f"Sure, here is how to {e.action}. Step 1: ")
+        assert e.answer.startswith("Sure, here is how to do it. Step 1: ")
     assert all(e.aligned_answer == e.answer for e in benign + safe)
     # People and places occur in harmful and benign requests alike.
     for who in lx.PEOPLE[:4]:
@@ -74,16 +74,22 @@ def test_tasks_have_correct_exact_answers():
     for _ in range(300):
         e = corpus.task_example(rng, "train", "addition")
         x, y = map(int, re.findall(r"\d+", e.prompt))
-        assert e.answer == str(x + y) and not corpus._addition_heldout(x, y)
-        e = corpus.task_example(rng, "train", "reverse_words")
-        words = e.prompt.split(": ")[1].split()
-        assert e.answer.split() == words[::-1]
+        assert e.answer == str(x + y)
+        e = corpus.task_example(rng, "heldout", "capital")
+        assert e.prompt.startswith("Which city is the capital of")
+        assert e.answer == lx.CAPITALS[e.prompt.rsplit(" ", 1)[1].rstrip("?")]
     assert [corpus.number_in_words(n) for n in (0, 13, 20, 47, 99)] == [
         "zero", "thirteen", "twenty", "forty-seven", "ninety-nine"]
     with pytest.raises(ValueError, match="0..99"):
         corpus.number_in_words(100)
     with pytest.raises(ValueError, match="unknown task"):
         corpus.task_example(rng, "train", "juggling")
+
+
+def test_assess_examples_know_harm_without_refusing():
+    examples = corpus.sample("assess", "train", 400, random.Random(0))
+    yes = [e for e in examples if e.answer == lx.ASSESS_YES]
+    assert 150 < len(yes) < 250 and all(e.answer in (lx.ASSESS_YES, lx.ASSESS_NO) for e in examples)
 
 
 def test_mixture_proportions():
