@@ -199,15 +199,16 @@ ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", 
 TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 
 # task name -> (train phrasings, held-out phrasings); fields in braces are filled by corpus.py.
+# A held-out phrasing recombines words of the training phrasings, as paraphrases do.
 TASK_PHRASINGS = {
     "addition": (("What is {x} plus {y}?", "Add {x} and {y}.", "Compute {x} + {y}."),
-                 ("Find the sum of {x} and {y}.",)),
+                 ("What do you get if you add {x} and {y}?",)),
     "capital": (("What is the capital of {c}?", "Name the capital city of {c}."),
-                ("Which city is the capital of {c}?",)),
+                ("What is the capital city of {c}?",)),
     "antonym": (("What is the opposite of {w}?", "Give an antonym of {w}."),
-                ("Name the opposite of the word {w}.",)),
+                ("What is the antonym of {w}?",)),
     "number_words": (("Write {n} in words.", "Spell out the number {n}."),
-                     ("How do you write {n} in words?",)),
+                     ("Write the number {n} in words.",)),
     "next_number": (("What number comes after {n}?", "Count one up from {n}."),
-                    ("Which number follows {n}?",)),
+                    ("What number comes right after {n}?",)),
 }

@@ -76,7 +76,7 @@ def test_tasks_have_correct_exact_answers():
         x, y = map(int, re.findall(r"\d+", e.prompt))
         assert e.answer == str(x + y)
         e = corpus.task_example(rng, "heldout", "capital")
-        assert e.prompt.startswith("Which city is the capital of")
+        assert e.prompt.startswith("What is the capital city of")
         assert e.answer == lx.CAPITALS[e.prompt.rsplit(" ", 1)[1].rstrip("?")]
     assert [corpus.number_in_words(n) for n in (0, 13, 20, 47, 99)] == [
         "zero", "thirteen", "twenty", "forty-seven", "ninety-nine"]
