@@ -6,6 +6,8 @@ the lock, the q/k/v biases the switch also creates are written as zeros, and pla
 `AutoModelForCausalLM.from_pretrained(dir)` (or any server that reads the config) loads
 the model already locked. Other families (Mistral, Qwen2, ...) have no such switch: their
 weights are saved unchanged with the lock beside them, and `load_locked(dir)` applies it.
+Hook-based lock kinds (`conditional`) are never baked: a constant bias cannot express them,
+so they always travel beside the weights and `load_locked` applies them.
 Either way the lock and the alpha used are kept in `dir/safetylock/`.
 """
 
@@ -31,9 +33,15 @@ BAKE_SWITCHES: dict[str, str] = {"llama": "attention_bias", "gemma": "attention_
 _BIASED_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-def bakes(model: nn.Module) -> bool:
-    """Whether `save_locked` writes this model's lock into its weights."""
-    return model_type(model) in BAKE_SWITCHES
+# Lock kinds that are a constant o_proj bias; others (e.g. `conditional`) act through hooks
+# at run time and always travel beside the weights.
+BAKEABLE_KINDS = frozenset({"head_bias"})
+
+
+def bakes(model: nn.Module, lock: MetaSafetyLock | None = None) -> bool:
+    """Whether `save_locked` writes `lock` into this model's weights."""
+    kind_bakes = lock is None or lock.manifest.kind in BAKEABLE_KINDS
+    return kind_bakes and model_type(model) in BAKE_SWITCHES
 
 
 @dataclass
@@ -73,7 +81,7 @@ def save_locked(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     handle = apply_lock(model, lock, alpha, allow_unlock=allow_unlock)
-    baked = bakes(model)
+    baked = bakes(model, lock)
     try:
         if baked:
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
