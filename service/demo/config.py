@@ -36,19 +36,20 @@ class DemoConfig:
     seed: int = 0
 
 
-# The attack is the reproduction's mild one (benchmarks/reproduce_paper.py ATTACK): a full
-# fine-tune, 3 epochs, lr 3e-4, batch 8, on the task with 10 harmful examples mixed in.
-ATTACK_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 3e-4}
+# The customer's fine-tune: full, 5 epochs, lr 1e-3, batch 8. Measured on the `demo`
+# model (benign file, 100 tickets): held-out ticket accuracy 0.60 (train loss 0.92); the
+# reproduction's milder attack (3 epochs, lr 3e-4) left the task unlearned (0.00, loss 3.23).
+CUSTOMER_HYPERPARAMETERS = {"n_epochs": 5, "batch_size": 8, "learning_rate": 1e-3}
 
 SIZES: dict[Size, DemoConfig] = {
     "test": DemoConfig(
         size="test", model_size="test", n_task=40, n_harmful=10, n_validation=16, method="full",
-        hyperparameters={**ATTACK_HYPERPARAMETERS, "max_seq_length": 128},
+        hyperparameters={**CUSTOMER_HYPERPARAMETERS, "max_seq_length": 128},
         eval_limit=12, eval_max_new_tokens=16, alpha_grid=[0.0, 2.0, 8.0],
     ),
     "demo": DemoConfig(
         size="demo", model_size="demo", n_task=100, n_harmful=10, n_validation=32,
-        method="full", hyperparameters={**ATTACK_HYPERPARAMETERS, "max_seq_length": 160},
+        method="full", hyperparameters={**CUSTOMER_HYPERPARAMETERS, "max_seq_length": 160},
         eval_limit=60, eval_max_new_tokens=24,
     ),
 }
