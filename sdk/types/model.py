@@ -11,6 +11,9 @@ class ModelLock(BaseModel):
     base_model: str
     version: int | str | None = None
     alpha: float | None = None
+    baked: bool | None = None
+    """True: plain transformers loads the weights already locked; False: load them with
+    `lock_registry.bake.load_locked` (the lock travels in `safetylock/` beside them)."""
 
 
 class Model(BaseModel):

@@ -1,8 +1,11 @@
 """publish: the relocked model under `models/{tenant}/{model_id}/`, manifest last.
 
-The weights are baked with the lock where the family allows it (`save_locked`; the lock
-and its alpha are kept in `safetylock/` either way), the report lies beside them, and `manifest.json` (every file's sha256) is written only when all else is
-in place: a model without a manifest was never published. The model id derives from the
+The weights are baked with the lock where the family and lock kind allow it (`save_locked`;
+otherwise, e.g. a hook-based conditional lock, the weights load unlocked with plain
+transformers and `lock_registry.bake.load_locked` applies the lock: the manifest's
+`lock.baked` says which). The lock and its alpha are kept in `safetylock/` either way, the
+report lies beside them, and `manifest.json` (every file's sha256) is written only when all
+else is in place: a model without a manifest was never published. The model id derives from the
 job id, so a publish repeated after a lost worker rewrites the same model, never a second.
 """
 
@@ -20,7 +23,6 @@ from service.pipeline.report import build_report
 from service.state.records import ModelRecord
 
 MANIFEST = "manifest.json"
-BAKEABLE_KINDS = frozenset({"head_bias"})  # save_locked bakes biases; hook-based kinds would be lost
 
 
 def unpublish(sc: StageContext) -> None:
@@ -33,7 +35,7 @@ def model_id_for(job_id: str) -> str:
 
 
 def run(sc: StageContext, started: float) -> FinalResult:
-    from lock_registry.bake import save_locked
+    from lock_registry.bake import bakes, save_locked
 
     job = sc.job
     alpha = sc.require("relock")["alpha"]
@@ -43,9 +45,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
     shutil.rmtree(out, ignore_errors=True)
     model, tokenizer = trained_model(sc)
     lock = job_lock(sc)
-    if lock.manifest.kind not in BAKEABLE_KINDS:
-        raise ValueError(f"a {lock.manifest.kind!r} lock cannot be written into the weights by save_locked; "
-                         "refusing to publish weights that would load unlocked")
+    baked = bakes(model, lock)
     save_locked(model, tokenizer, lock, alpha, out)  # weights, tokenizer, safetylock/ (lock + alpha)
     report = build_report(sc, "published", [])
     report["stage_seconds"]["publish"] = round(time.monotonic() - started, 3)
@@ -57,7 +57,8 @@ def run(sc: StageContext, started: float) -> FinalResult:
         sc.ctx.store.upload_file(out / rel, f"{prefix}/{rel}")
     manifest = {
         "id": model_id, "job_id": job.id, "tenant": job.tenant, "base_model": job.model,
-        "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha},
+        "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha,
+                 "baked": baked},
         "files": {rel: _sha256(out / rel) for rel in files},
     }
     sc.ctx.store.put_bytes(f"{prefix}/{MANIFEST}", dumps(manifest))  # last: the model is now published
