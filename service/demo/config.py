@@ -43,9 +43,9 @@ CUSTOMER_HYPERPARAMETERS = {"n_epochs": 5, "batch_size": 8, "learning_rate": 1e-
 
 SIZES: dict[Size, DemoConfig] = {
     "test": DemoConfig(
-        size="test", model_size="test", n_task=40, n_harmful=10, n_validation=16, method="full",
+        size="test", model_size="test", n_task=24, n_harmful=10, n_validation=8, method="full",
         hyperparameters={**CUSTOMER_HYPERPARAMETERS, "max_seq_length": 128},
-        eval_limit=12, eval_max_new_tokens=16, alpha_grid=[0.0, 2.0, 8.0],
+        eval_limit=8, eval_max_new_tokens=12, alpha_grid=[0.0, 4.0, 8.0],
     ),
     "demo": DemoConfig(
         size="demo", model_size="demo", n_task=100, n_harmful=10, n_validation=32,
