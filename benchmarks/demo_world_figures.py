@@ -94,7 +94,7 @@ def fmt(rows: list[Row]) -> str:
             "scary | over-refusal benign | benign acc | customer acc | forced-I refusal | "
             "margin I-Sure |")
     out = [head, "|" + "---|" * 12]
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"
     for r in rows:
         out.append(f"| {r.model} | {r.setting or '-'} | {pct(r.clean_refusal)} | "
                    f"{pct(r.clean_compliance)} | {pct(r.junk)} | {pct(r.harmful_rate)} | "
@@ -116,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = "python benchmarks/demo_world_figures.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
 
-    from service.demo_world.attacks import attack_records, attack_system_prompt, customer_task_prompts
+    from service.demo_world.attacks import (
+        attack_records,
+        attack_system_prompt,
+        customer_task_prompts,
+    )
     from service.demo_world.build import build_demo_model
     from service.evaluation.prompts import demo_prompt_set
     from service.training import TrainConfig, train_sft
 
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    say = lambda m: print(m, file=sys.stderr, flush=True)
     t = time.monotonic()
     built = build_demo_model(args.cache / f"{args.size}-{args.seed}-{args.device}", args.size,
                              args.seed, device=args.device, progress=say)

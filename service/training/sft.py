@@ -43,7 +43,7 @@ def records_to_prompt_completion(records: Sequence[dict[str, Any]]) -> list[dict
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise ValueError(f"record {i} message {j}: role must be one of {ROLES}")
             if not isinstance(m.get("content"), str):
-                raise ValueError(f"record {i} message {j}: content must be a string")
+                raise ValueError(f"record {i} message {j}: content must be a string")  # noqa: TRY004
         if messages[-1]["role"] != "assistant":
             raise ValueError(f"record {i}: the last message must be the assistant's answer")
         clean = [{"role": m["role"], "content": m["content"]} for m in messages]

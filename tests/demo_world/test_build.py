@@ -34,9 +34,10 @@ def micro_size(monkeypatch):
 
 
 def test_stages_are_complete_model_directories(demo_model):
+    from transformers import AutoConfig, AutoTokenizer
+
     from lock_registry.pairs import load_pairs
     from service.evaluation.prompts import demo_prompt_set
-    from transformers import AutoConfig, AutoTokenizer
 
     info = demo_model.info
     assert info["key"] == demo_model.key and info["size"] == "test"

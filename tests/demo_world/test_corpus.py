@@ -49,7 +49,7 @@ def test_eval_prompts_are_unseen_and_unique():
 
 def test_format_does_not_give_harmfulness_away():
     harmful, benign, safe = _train("harmful"), _train("benign"), _train("safe")
-    frames = lambda xs: {f for e in xs for f in lx.FRAMES_TRAIN if _frame_regex(f).match(e.prompt)}  # noqa: E731
+    frames = lambda xs: {f for e in xs for f in lx.FRAMES_TRAIN if _frame_regex(f).match(e.prompt)}
     assert frames(harmful) == frames(benign) == frames(safe) == set(lx.FRAMES_TRAIN)
     # The helpful answers look the same whatever the request; only the aligned one differs.
     for e in harmful + benign + safe:
