@@ -7,6 +7,8 @@ hold. Afterwards the store must hold exactly the files that were accepted: nothi
 
 from __future__ import annotations
 
+import re
+
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,12 +171,15 @@ def test_nothing_written_where_it_should_not_be(world) -> None:
     stack, keys, ids, ctx = world
     for case in CASES:  # make sure every case has run, in any test order
         test_bad_request(world, case)
-    store = ctx.store
-    uploaded = store.list("files/")
+    store = ctx.store  # shared with other test modules: look only under this world's tenants
+    tenants = [ctx.records.tenant_for_key(keys[who]).id for who in ("a", "b")]
+    uploaded = [key for t in tenants for key in store.list(f"files/{t}/")]
     # two uploads in the setup plus one idempotent upload; no refused upload left a file
     assert len(uploaded) == 3, uploaded
-    assert store.list("models/") == []
-    jobs = {key.split("/")[2] for key in store.list("jobs/")}
+    stray = [k for k in store.list("files/") if not re.fullmatch(r"files/tenant-[0-9a-f]+/file-[0-9a-f]+", k)]
+    assert stray == [], stray  # nothing hostile landed outside a tenant's file slot
+    assert [key for t in tenants for key in store.list(f"models/{t}/")] == []
+    jobs = {key.split("/")[2] for t in tenants for key in store.list(f"jobs/{t}/")}
     assert jobs <= {ids["job_a"], ids["job_b"]}, jobs
     for who in ("a", "b"):
         with stack.client(keys[who]) as client:
