@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.demo_model",
     "tests.fixtures.seaweedfs",
     "tests.fixtures.services",
+    "tests.fixtures.tiny_chat",
 ]
