@@ -44,13 +44,23 @@ def worker(
 def create_tenant(
     name: Annotated[str, typer.Argument(help="Tenant name.")],
     operator: Annotated[bool, typer.Option("--operator", help="Give the tenant the operator role.")] = False,
+    release_weights: Annotated[
+        bool,
+        typer.Option(
+            "--release-weights",
+            help="Let the tenant download its models' weights (a holder can remove the lock; default: served only).",
+        ),
+    ] = False,
 ) -> None:
     """Create a tenant and print its API key (shown this once; only its hash is stored)."""
     from service.context import ServiceContext
     from service.settings import get_settings
 
-    tenant, api_key = ServiceContext(get_settings()).records.create_tenant(name, "operator" if operator else "customer")
-    typer.echo(f"tenant {tenant.id} ({tenant.role})", err=True)
+    records = ServiceContext(get_settings()).records
+    role = "operator" if operator else "customer"
+    tenant, api_key = records.create_tenant(name, role, weights_release=release_weights)
+    released = "weights released" if tenant.weights_release else "weights not released"
+    typer.echo(f"tenant {tenant.id} ({tenant.role}, {released})", err=True)
     typer.echo(api_key)
 
 

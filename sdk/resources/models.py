@@ -64,7 +64,8 @@ class Models:
         """Download every file of the model into directory `dest`; returns `dest`.
 
         Each file is written beside its target and moved into place once complete
-        (and its sha256 checked when the service gives one).
+        (and its sha256 checked when the service gives one). A tenant whose weights the
+        operator has not released gets `PermissionDeniedError` (`weights_not_released`).
         """
         listing = self.download_urls(model_id)
         root = Path(dest)

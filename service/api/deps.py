@@ -11,7 +11,8 @@ from service.api.errors import APIError, not_found
 from service.context import ServiceContext
 from service.state.records import TenantRecord
 
-_ID = re.compile(r"^(file|ftjob|model)-[0-9a-f]{24}$")
+_ID = re.compile(r"^(file|ftjob|model|tenant)-[0-9a-f]{24}$")
+_PREFIX = {"file": "file-", "job": "ftjob-", "model": "model-", "tenant": "tenant-"}
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -47,6 +48,6 @@ Operator = Annotated[TenantRecord, Depends(get_operator)]
 
 def checked_id(kind: str, ident: str, param: str | None = None) -> str:
     """Refuse malformed ids (path-like, wrong prefix) exactly like unknown ones."""
-    if not _ID.match(ident) or not ident.startswith({"file": "file-", "job": "ftjob-", "model": "model-"}[kind]):
+    if not _ID.match(ident) or not ident.startswith(_PREFIX[kind]):
         raise not_found(kind, ident, param)
     return ident

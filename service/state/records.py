@@ -55,6 +55,9 @@ class TenantRecord(BaseModel):
     id: str
     name: str
     role: Literal["customer", "operator"] = "customer"
+    weights_release: bool = Field(
+        False, description="May download its models' weights (a holder can remove the lock: operators grant this)."
+    )
     created_at: int = Field(default_factory=now)
 
 

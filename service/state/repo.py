@@ -39,9 +39,11 @@ class Records:
     def hash_key(self, api_key: str) -> str:
         return hmac.new(self._pepper, api_key.encode(), hashlib.sha256).hexdigest()
 
-    def create_tenant(self, name: str, role: str = "customer") -> tuple[TenantRecord, str]:
+    def create_tenant(
+        self, name: str, role: str = "customer", *, weights_release: bool = False
+    ) -> tuple[TenantRecord, str]:
         """A new tenant and its API key; only the key's HMAC is stored, the key is shown once."""
-        tenant = TenantRecord(id=new_id("tenant"), name=name, role=role)
+        tenant = TenantRecord(id=new_id("tenant"), name=name, role=role, weights_release=weights_release)
         api_key = "sk-" + secrets.token_urlsafe(32)
         self.kv.put(f"tenant:{tenant.id}", tenant.model_dump_json())
         self.kv.put(f"apikey:{self.hash_key(api_key)}", tenant.id)
@@ -50,11 +52,24 @@ class Records:
 
     def tenant_for_key(self, api_key: str) -> TenantRecord | None:
         tenant_id = self.kv.get(f"apikey:{self.hash_key(api_key)}")
-        raw = self.kv.get(f"tenant:{tenant_id}") if tenant_id else None
+        return self.get_tenant(tenant_id) if tenant_id else None
+
+    def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        raw = self.kv.get(f"tenant:{tenant_id}")
         return TenantRecord.model_validate_json(raw) if raw else None
 
+    def set_weights_release(self, tenant_id: str, allowed: bool) -> TenantRecord | None:
+        """Grant or revoke weight downloads (compare-and-set); None for an unknown tenant."""
+        while True:
+            raw = self.kv.get(f"tenant:{tenant_id}")
+            if raw is None:
+                return None
+            tenant = TenantRecord.model_validate_json(raw).model_copy(update={"weights_release": allowed})
+            if self.kv.compare_and_set(f"tenant:{tenant_id}", raw, tenant.model_dump_json()):
+                return tenant
+
     def tenants(self) -> list[TenantRecord]:
-        return [TenantRecord.model_validate_json(r) for t in self.kv.items("tenants") if (r := self.kv.get(f"tenant:{t}"))]
+        return [t for i in self.kv.items("tenants") if (t := self.get_tenant(i))]
 
     # files --------------------------------------------------------------------------
     def add_file(self, record: FileRecord) -> None:

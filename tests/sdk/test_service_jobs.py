@@ -122,6 +122,15 @@ def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_pa
     model = client.models.retrieve(done.fine_tuned_model)
     assert model.job_id == job.id and model.lock.alpha == report.alpha
     assert model.id in [m.id for m in client.models.list()]
+    with pytest.raises(sdk.PermissionDeniedError) as info:  # an untrusted tenant is served, not given weights
+        client.models.download(model.id, tmp_path / "refused")
+    assert (info.value.status, info.value.code) == (403, "weights_not_released")
+    assert "operator" in info.value.message and not (tmp_path / "refused").exists()
+    tenant_id = next(t["id"] for t in operator._request(FinalRequestOptions("GET", "/v1/admin/tenants"))["data"]
+                     if t["name"] == "sdk-jobs")
+    granted = operator._request(FinalRequestOptions("PATCH", f"/v1/admin/tenants/{tenant_id}",
+                                                    json={"weights_release": True}))
+    assert granted["weights_release"] is True
     urls = client.models.download_urls(model.id)
     assert all(u.url.startswith("http") for u in urls.files)  # pre-signed S3 URLs
     dest = client.models.download(model.id, tmp_path / "model")

@@ -43,7 +43,7 @@ def stack(service_stack_factory, demo_lock_registry):
 
 @pytest.fixture(scope="module")
 def customer(stack):
-    with stack.client(stack.create_tenant("acme")) as client:
+    with stack.client(stack.create_tenant("acme", weights_release=True)) as client:  # it downloads
         yield client
 
 

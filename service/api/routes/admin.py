@@ -1,28 +1,46 @@
-"""Operator routes: tenants and the gate policy."""
+"""Operator routes: tenants (and their weight release), the gate policy, the lock registry."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import Context, Operator
-from service.api.errors import APIError
+from service.api.deps import Context, Operator, checked_id
+from service.api.errors import APIError, not_found
 from service.pipeline.gate import POLICY_KEY, GatePolicy
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=100)
     role: Literal["customer", "operator"] = "customer"
+    weights_release: bool = False
+
+
+class TenantUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights_release: bool
 
 
 @router.post("/tenants")
 def create_tenant(ctx: Context, _: Operator, body: TenantCreate) -> dict:
-    tenant, api_key = ctx.records.create_tenant(body.name, body.role)
+    tenant, api_key = ctx.records.create_tenant(body.name, body.role, weights_release=body.weights_release)
     return {**tenant.model_dump(), "object": "tenant", "api_key": api_key}
+
+
+@router.patch("/tenants/{tenant_id}")
+def update_tenant(ctx: Context, _: Operator, tenant_id: str, body: TenantUpdate) -> dict:
+    """Grant or revoke the release of a tenant's model weights (design.md, "Security rules")."""
+    tenant = ctx.records.set_weights_release(checked_id("tenant", tenant_id), body.weights_release)
+    if tenant is None:
+        raise not_found("tenant", tenant_id)
+    return {**tenant.model_dump(), "object": "tenant"}
 
 
 @router.get("/tenants")

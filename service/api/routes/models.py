@@ -1,4 +1,9 @@
-"""Published models: list, retrieve, download URLs (pre-signed on S3, file:// when embedded)."""
+"""Published models: list, retrieve, download URLs (pre-signed on S3, file:// when embedded).
+
+Whoever holds a locked model's weights can remove its lock (it is a symmetric shift), so
+weights are released only to tenants an operator has cleared (`weights_release`); the
+models of the others stay on the platform.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import time
 from fastapi import APIRouter
 
 from service.api.deps import Context, Tenant, checked_id
-from service.api.errors import not_found
+from service.api.errors import APIError, not_found
 from service.api.pagination import page
 from service.context import model_key
 from service.state.records import ModelRecord
@@ -35,7 +40,15 @@ def retrieve(ctx: Context, tenant: Tenant, model_id: str) -> dict:
 
 @router.get("/{model_id}/download")
 def download(ctx: Context, tenant: Tenant, model_id: str) -> dict:
-    record = _own(ctx, tenant, model_id)
+    record = _own(ctx, tenant, model_id)  # another tenant's model stays a 404
+    if not tenant.weights_release:
+        raise APIError(
+            403, "weights_not_released",
+            f"The weights of {model_id} are not released to this tenant: whoever holds a locked model's weights "
+            "can remove its safety lock, so by policy the platform serves the models of tenants it has not "
+            "cleared instead of handing out their weights. An operator can grant weight release "
+            f"(PATCH /v1/admin/tenants/{tenant.id} with weights_release=true).",
+        )
     files = [
         {"path": path, "url": ctx.store.url_for(model_key(record.tenant, record.id, path), expires_s=URL_SECONDS)}
         for path in record.files
