@@ -1,4 +1,8 @@
-"""evaluate: the base model, the fine-tuned model unlocked, and relocked at the chosen alpha."""
+"""evaluate: the base model, the fine-tuned model unlocked, and relocked at the chosen alpha.
+
+The base model's answers were measured by relock (its over-refusal is the gate's
+reference there too); here it only gets its validation loss, when there is a validation file.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +22,16 @@ from service.state.records import Progress
 def run(sc: StageContext) -> dict:
     from service.evaluation.suite import evaluate_model
 
-    alpha = sc.require("relock")["alpha"]
-    sets = prompt_sets(sc)
+    relock = sc.require("relock")
+    alpha, base = relock["alpha"], relock["base"]
+    records = validation_records(sc)
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False,
-                  validation_records=validation_records(sc), **sets)
-    base_model, base_tok = load_model(base_model_path(sc))
-    base = summarise(evaluate_model(base_model, base_tok, **kwargs))
-    del base_model
+                  validation_records=records, **prompt_sets(sc))
+    if records:
+        base_model, base_tok = load_model(base_model_path(sc))
+        loss = evaluate_model(base_model, base_tok, validation_records=records).validation_loss
+        base = {**base, "validation_loss": loss}
+        del base_model
     sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
     model, tokenizer = trained_model(sc)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))

@@ -1,64 +1,88 @@
 """relock: choose the lock strength for this job and report the curve.
 
-Tries each alpha of the grid, smallest first, under the job's gate policy: the chosen
-alpha is the smallest whose harmful rate meets the threshold while utility stays within
-the tolerance of the unlocked model. Alpha 0 in the grid means a model that is already
-safe is published without a shift (the paper always shifts; at small scale the shift
-costs benign quality). None chosen = the gate will reject.
+Tries each alpha of the grid, smallest first, and keeps the first one the gate itself
+would pass: `GatePolicy.decide` (harmful rate, over-refusal increase over the base model,
+utility drop and junk increase against the unlocked model) is the one check both this
+stage and the gate apply, so relock never picks an alpha the gate rejects. The base model
+is measured here for that check, and the evaluate stage reuses the measurement. Alpha 0
+in the grid means a model that is already safe is published without a shift (the paper
+always shifts; at small scale the shift costs benign quality). None chosen = the gate
+will reject.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
-from service.pipeline.loading import job_lock, prompt_sets, summarise, trained_model
+from service.pipeline.loading import base_model_path, job_lock, load_model, prompt_sets, summarise, trained_model
 from service.state.records import Progress
+
+Eval = dict[str, float | None]
 
 
 def run(sc: StageContext) -> dict:
+    from lock_registry.apply import check_fits
     from service.evaluation.suite import evaluate_model
 
     policy = policy_for(sc)
-    from lock_registry.apply import check_fits
-
-    model, tokenizer = trained_model(sc)
     lock = job_lock(sc)
-    check_fits(model, lock)  # a lock of another geometry is refused here, naming the mismatch
     sets = prompt_sets(sc)
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, **sets)
+    base_model, base_tokenizer = load_model(base_model_path(sc))
+    check_fits(base_model, lock)  # a lock of another geometry (the fine-tune's too) is refused, naming the mismatch
+    base = summarise(evaluate_model(base_model, base_tokenizer, **kwargs))
+    del base_model  # one model in memory at a time
+    model, tokenizer = trained_model(sc)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
-    curve, chosen = [], None
     grid = sc.settings.alpha_grid
-    for i, alpha in enumerate(grid, start=1):
-        result = unlocked if alpha == 0 else summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
-        point = {"alpha": alpha, "harmful_rate": result["harmful_rate"], "utility": result["utility"],
-                 "over_refusal": result["over_refusal_rate"], "junk_rate": result["junk_rate"]}
-        curve.append(point)
-        sc.event(f"alpha {alpha:g}: harmful rate {_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, "
-                 f"over-refusal {_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}", type="metrics", data=point, once=f"alpha:{alpha}")
-        sc.progress(Progress(stage="relock", step=i, total_steps=len(grid)))
-        if _meets(point, unlocked, policy):
-            chosen = alpha
-            break
+
+    def measure(alpha: float) -> Eval:
+        return unlocked if alpha == 0 else summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
+
+    def report(step: int, point: dict, reasons: list[str]) -> None:
+        verdict = "meets the gate" if not reasons else "fails the gate: " + "; ".join(reasons)
+        sc.event(f"alpha {point['alpha']:g}: harmful rate {_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, "
+                 f"over-refusal {_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}; {verdict}",
+                 type="metrics", data=point, once=f"alpha:{point['alpha']}")
+        sc.progress(Progress(stage="relock", step=step, total_steps=len(grid)))
+
+    chosen, curve = choose_alpha(grid, measure, base=base, unlocked=unlocked, policy=policy, report=report)
     if chosen is None:
-        sc.event("No alpha in the grid met the harmful-rate threshold with utility and junk within tolerance.",
+        sc.event("No alpha in the grid met the gate (harmful rate, over-refusal, utility and junk).",
                  level="warn", once="no_alpha")
     elif chosen == 0:
-        sc.event("Chose alpha 0: the fine-tuned model already meets the harmful-rate threshold; "
+        sc.event("Chose alpha 0: the fine-tuned model already meets the gate; "
                  "the lock is kept at zero strength.", once="alpha_chosen")
     else:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
-    return {"alpha": chosen, "curve": curve, "unlocked": unlocked, "policy": policy.model_dump()}
+    return {"alpha": chosen, "curve": curve, "base": base, "unlocked": unlocked, "policy": policy.model_dump()}
 
 
-def _meets(point: dict, unlocked: dict, policy: GatePolicy) -> bool:
-    harmful, util, before = point["harmful_rate"], point["utility"], unlocked["utility"]
-    if harmful is None or harmful > policy.max_harmful_rate:
-        return False
-    junk, junk_before = point["junk_rate"], unlocked["junk_rate"]
-    if junk is None or junk_before is None or junk - junk_before > policy.max_junk_increase:
-        return False
-    return util is not None and before is not None and before - util <= policy.max_utility_drop
+def choose_alpha(
+    grid: Sequence[float],
+    measure: Callable[[float], Eval],
+    *,
+    base: Eval,
+    unlocked: Eval,
+    policy: GatePolicy,
+    report: Callable[[int, dict, list[str]], None] | None = None,
+) -> tuple[float | None, list[dict]]:
+    """The smallest alpha of `grid` whose measurement `policy.decide` passes (None if
+    none does), and the curve measured up to it; `report(step, point, reasons)` per alpha."""
+    curve: list[dict] = []
+    for step, alpha in enumerate(grid, start=1):
+        result = measure(alpha)
+        passed, reasons = policy.decide(base, unlocked, result)
+        point = {"alpha": alpha, "harmful_rate": result["harmful_rate"], "utility": result["utility"],
+                 "over_refusal": result["over_refusal_rate"], "junk_rate": result["junk_rate"]}
+        curve.append(point)
+        if report is not None:
+            report(step, point, reasons)
+        if passed:
+            return alpha, curve
+    return None, curve
 
 
 def _pct(x: float | None) -> str:

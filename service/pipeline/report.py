@@ -17,7 +17,7 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "job_id": job.id,
         "base_model": job.model,
         "lock": {"base_model": lock["base_model"], "version": lock["version"]} if lock else None,
-        "base": evaluation.get("base"),
+        "base": evaluation.get("base") or relock.get("base"),
         "unlocked": evaluation.get("unlocked") or relock.get("unlocked"),
         "relocked": evaluation.get("relocked"),
         "alpha": relock.get("alpha"),

@@ -46,3 +46,56 @@ def test_decision_fails_closed(change, passed, reason) -> None:
     ok, reasons = POLICY.decide(BASE, UNLOCKED, relocked)
     assert ok is passed
     assert (reasons == []) if passed else any(reason in r for r in reasons), reasons
+
+
+def _point(harmful, over_refusal, utility=0.8, junk=0.05) -> dict:
+    return {"harmful_rate": harmful, "over_refusal_rate": over_refusal, "utility": utility, "junk_rate": junk,
+            "clean_refusal_rate": None, "clean_compliance_rate": None, "validation_loss": None}
+
+
+def _choose(curve: dict[float, dict]):
+    from service.pipeline.relock import choose_alpha
+
+    measured, reported = [], []
+
+    def measure(alpha: float) -> dict:
+        measured.append(alpha)
+        return curve[alpha]
+
+    chosen, points = choose_alpha(list(curve), measure, base=BASE, unlocked=UNLOCKED, policy=POLICY,
+                                  report=lambda step, point, reasons: reported.append((step, point["alpha"], reasons)))
+    return chosen, points, measured, reported
+
+
+def test_relock_never_picks_an_alpha_the_gate_would_reject_for_over_refusal() -> None:
+    """Alpha 2 silences harmful prompts at full utility but over-refuses: the gate would
+    reject it, so relock goes on to alpha 4, which the gate passes."""
+    chosen, points, measured, reported = _choose({
+        0.0: UNLOCKED,
+        2.0: _point(harmful=0.0, over_refusal=0.50),  # harmful, utility and junk all fine
+        4.0: _point(harmful=0.02, over_refusal=0.08),
+        6.0: _point(harmful=0.0, over_refusal=0.0),
+    })
+    assert chosen == 4.0 and measured == [0.0, 2.0, 4.0]  # the smallest passing alpha; none beyond
+    assert [p["alpha"] for p in points] == [0.0, 2.0, 4.0]
+    assert points[1] == {"alpha": 2.0, "harmful_rate": 0.0, "utility": 0.8, "over_refusal": 0.5, "junk_rate": 0.05}
+    assert any("over-refusal rose by 0.480" in r for r in reported[1][2]), reported
+    assert reported[2] == (3, 4.0, [])
+    assert POLICY.decide(BASE, UNLOCKED, _point(0.0, 0.50))[0] is False  # the gate agrees
+    assert POLICY.decide(BASE, UNLOCKED, _point(0.02, 0.08))[0] is True
+
+
+@pytest.mark.parametrize(("curve", "expected"), [
+    ({0.0: UNLOCKED, 4.0: _point(0.0, 0.6), 8.0: _point(0.0, 0.9)}, None),  # every alpha over-refuses
+    ({0.0: UNLOCKED, 4.0: _point(None, 0.0)}, None),  # harmful rate not measured: fail closed
+    ({0.0: UNLOCKED, 4.0: _point(0.0, None)}, None),  # over-refusal not measured: fail closed
+    ({0.0: UNLOCKED, 4.0: _point(0.0, 0.0, utility=0.5)}, None),  # utility drop
+    ({0.0: UNLOCKED, 4.0: _point(0.0, 0.0, junk=0.9)}, None),  # silenced by garbling
+    ({0.0: _point(0.01, 0.05), 4.0: _point(0.0, 0.0)}, 0.0),  # already safe: no shift
+])
+def test_relock_choice_is_the_gates_decision(curve, expected) -> None:
+    chosen, points, measured, _ = _choose(curve)
+    assert chosen == expected
+    assert measured == list(curve)[: 1 if expected == 0.0 else len(curve)]
+    if expected is None:
+        assert POLICY.decide(BASE, UNLOCKED, None)[0] is False and len(points) == len(curve)
