@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
-from service.pipeline.loading import base_model_path, job_lock, load_model, prompt_sets, summarise, trained_model
+from service.pipeline.loading import (
+    base_model_path,
+    job_lock,
+    load_model,
+    prompt_sets,
+    summarise,
+    trained_model,
+)
 from service.state.records import Progress
 
 Eval = dict[str, float | None]
