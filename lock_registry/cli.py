@@ -58,64 +58,242 @@ def _publish(out: Path, lock: MetaSafetyLock) -> None:
 @lock_app.command("create")
 def create(
     model: Annotated[str, typer.Option(help="aligned base model: local directory or hub id")],
-    pairs: Annotated[Path, typer.Option(help="contrastive pairs JSON (refusal_pairs format)")],
+    pairs: Annotated[
+        Path,
+        typer.Option(
+            help="contrastive pairs JSON (refusal_pairs format); a conditional preset takes their "
+            "questions as its harmful prompts"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="directory to write the lock into")],
-    heads: Annotated[int, typer.Option(help="N: number of heads to keep")] = 24,
-    last_tokens: Annotated[int, typer.Option(help="K: token positions read per sequence")] = 5,
+    heads: Annotated[
+        int | None,
+        typer.Option(help="N: number of heads to keep [default: 24 for paper, 16 for conditional]"),
+    ] = None,
+    last_tokens: Annotated[
+        int | None,
+        typer.Option(help="K: token positions read per sequence (head_bias presets) [default: 5]"),
+    ] = None,
     base_model_id: Annotated[str | None, typer.Option(help="id recorded in the manifest")] = None,
-    preset: Annotated[str, typer.Option(help="lock recipe")] = "paper",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="lock recipe: paper (the paper's head_bias lock) or conditional (after CAST)"
+        ),
+    ] = "paper",
+    benign: Annotated[
+        Path | None,
+        typer.Option(
+            help="conditional: benign prompts JSON, a list of strings (the condition's negatives)"
+        ),
+    ] = None,
+    condition_layer: Annotated[
+        int | None,
+        typer.Option(
+            help="conditional: layer whose residual the condition reads [default: best held-out AUC]"
+        ),
+    ] = None,
+    position: Annotated[
+        str | None,
+        typer.Option(
+            help="conditional: steered positions, answer_start or answer [default: answer_start]"
+        ),
+    ] = None,
+    calibration_size: Annotated[
+        int | None,
+        typer.Option(
+            help="conditional: labelled prompts held out and carried in the lock, on which each "
+            "job re-fits the threshold [default: 64]"
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="use only the first LIMIT pairs")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
     publish: Annotated[bool, typer.Option(help="publish to the lock registry")] = False,
 ) -> None:
     """Take a Meta-SafetyLock from an aligned base model."""
-    import torch
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lock_registry.create import create_lock
+    from lock_registry.create import get_preset
     from lock_registry.errors import LockError
-    from lock_registry.pairs import load_pairs
 
+    conditional_options = {
+        "--benign": benign, "--condition-layer": condition_layer, "--position": position,
+        "--calibration-size": calibration_size,
+    }  # fmt: skip
     try:
-        pair_list = load_pairs(pairs, limit=limit)
-        with console.status(f"loading {model}"):
-            tokenizer = AutoTokenizer.from_pretrained(model)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
-            loaded.to(device)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            lock = create_lock(
-                loaded,
-                tokenizer,
-                pair_list,
-                base_model_id=base_model_id or model,
-                num_heads=heads,
-                last_tokens=last_tokens,
-                preset=preset,
-                progress=progress,
+        recipe = get_preset(preset)
+    except LockError as exc:
+        raise _fail(str(exc)) from exc
+    if recipe.kind == "head_bias":
+        given = [name for name, value in conditional_options.items() if value is not None]
+        if given:
+            raise _fail(
+                f"{', '.join(given)} only apply to a conditional preset; "
+                f"preset {preset!r} makes a head_bias lock from --pairs alone"
+            )
+    else:
+        if last_tokens is not None:
+            raise _fail(
+                f"--last-tokens only applies to a head_bias preset; preset {preset!r} "
+                "reads the last prompt token"
+            )
+        if benign is None:
+            raise _fail(
+                f"preset {preset!r} makes a conditional lock, which needs benign prompts "
+                "besides the harmful pairs: give --benign FILE (a JSON list of strings)"
+            )
+    try:
+        if recipe.kind == "head_bias":
+            lock = _create_head_bias(
+                model, pairs, limit, dtype, device, base_model_id, preset, heads, last_tokens
+            )
+        else:
+            overrides = {
+                "num_heads": heads,
+                "condition_layer": condition_layer,
+                "position": position,
+                "calibration_size": calibration_size,
+            }
+            lock = _create_conditional(
+                model, pairs, benign, limit, dtype, device, base_model_id, recipe, overrides
             )
         lock.save(out)
     except LockError as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"lock with {heads} heads written to {out} (sha256 {lock.manifest.sha256[:16]}…)")
+    manifest = lock.manifest
+    console.print(
+        f"{manifest.kind} lock with {manifest.num_selected} heads written to {out} "
+        f"(sha256 {manifest.sha256[:16]}…)",
+        soft_wrap=True,
+    )
     if publish:
         _publish(out, lock)
+
+
+def _load(model: str, dtype: str, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with console.status(f"loading {model}"):
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+        loaded.to(device)
+    return loaded, tokenizer
+
+
+def _create_head_bias(
+    model, pairs, limit, dtype, device, base_model_id, preset, heads, last_tokens
+) -> MetaSafetyLock:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from lock_registry.create import create_lock
+    from lock_registry.pairs import load_pairs
+
+    pair_list = load_pairs(pairs, limit=limit)
+    loaded, tokenizer = _load(model, dtype, device)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    sizes = {"num_heads": heads, "last_tokens": last_tokens}
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return create_lock(
+            loaded,
+            tokenizer,
+            pair_list,
+            base_model_id=base_model_id or model,
+            preset=preset,
+            progress=progress,
+            **{k: v for k, v in sizes.items() if v is not None},
+        )
+
+
+def _create_conditional(
+    model, pairs, benign, limit, dtype, device, base_model_id, recipe, overrides
+) -> MetaSafetyLock:
+    from dataclasses import replace
+
+    from lock_registry.conditional import POSITION_POLICIES, create_conditional_lock, labelled_from
+    from lock_registry.create import current_user
+    from lock_registry.errors import LockError
+    from lock_registry.fingerprint import model_fingerprint
+    from lock_registry.pairs import load_pairs, load_prompt_list
+
+    if overrides["position"] is not None and overrides["position"] not in POSITION_POLICIES:
+        raise LockError(
+            f"--position {overrides['position']!r} is not one of {', '.join(POSITION_POLICIES)}"
+        )
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    harmful = list(dict.fromkeys(p.question for p in load_pairs(pairs, limit=limit)))
+    prompts = labelled_from(harmful, load_prompt_list(benign))
+    loaded, tokenizer = _load(model, dtype, device)
+    with console.status("taking the conditional lock") as status:
+        fingerprint = model_fingerprint(loaded)
+        return create_conditional_lock(
+            loaded,
+            tokenizer,
+            prompts,
+            base_model_id=base_model_id or model,
+            base_fingerprint=fingerprint,
+            creator=current_user(),
+            progress=status.update,
+            **recipe.options(),
+        )
+
+
+def kind_rows(manifest) -> dict[str, str]:
+    """The manifest's kind-specific fields (what `register_kind` kinds add), one row each;
+    per-head lists are left to the heads table (`per_head_columns`)."""
+    per_head = per_head_columns(manifest)
+    rows = {}
+    for key, value in (manifest.model_extra or {}).items():
+        if key in per_head:
+            continue
+        if isinstance(value, float):
+            rows[key] = f"{value:.6g}"
+        elif isinstance(value, dict | list):
+            rows[key] = json.dumps(value, separators=(", ", ": "))
+        else:
+            rows[key] = str(value)
+    return rows
+
+
+def per_head_columns(manifest) -> dict[str, list]:
+    """Extra manifest lists with one number per chosen head (e.g. a conditional lock's
+    `head_effects`), keyed by field name."""
+    return {
+        key: value
+        for key, value in (manifest.model_extra or {}).items()
+        if isinstance(value, list)
+        and len(value) == manifest.num_selected
+        and all(isinstance(v, int | float) for v in value)
+    }
+
+
+def heads_table(manifest) -> Table:
+    """The chosen heads with their probe accuracies (when known) and per-head fields."""
+    columns = per_head_columns(manifest)
+    accuracies = any(entry.probe_accuracy is not None for entry in manifest.heads)
+    table = Table(
+        "layer", "head", *(["probe accuracy"] if accuracies else []), *columns, title="chosen heads"
+    )
+    for i, entry in enumerate(manifest.heads):
+        cells = [str(entry.layer), str(entry.head)]
+        if accuracies:
+            cells.append("-" if entry.probe_accuracy is None else f"{entry.probe_accuracy:.3f}")
+        cells += [f"{values[i]:.4g}" for values in columns.values()]
+        table.add_row(*cells)
+    return table
 
 
 @lock_app.command("show")
@@ -123,7 +301,7 @@ def show(
     directory: Annotated[Path, typer.Argument(help="lock directory")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
 ) -> None:
-    """Show a lock's manifest and chosen heads (verifies its sha256)."""
+    """Show a lock's manifest, its kind's fields and its chosen heads (verifies its sha256)."""
     from lock_registry.errors import LockError
     from lock_registry.lock import MetaSafetyLock
 
@@ -150,15 +328,12 @@ def show(
         "library": manifest.library_version,
         "parent": manifest.parent or "-",
         "sha256": manifest.sha256,
+        **kind_rows(manifest),
     }
     for key, value in rows.items():
         summary.add_row(key, value)
     console.print(summary)
-    heads = Table("layer", "head", "probe accuracy", title="chosen heads")
-    for entry in manifest.heads:
-        acc = "-" if entry.probe_accuracy is None else f"{entry.probe_accuracy:.3f}"
-        heads.add_row(str(entry.layer), str(entry.head), acc)
-    console.print(heads)
+    console.print(heads_table(manifest))
 
 
 @lock_app.command("import-reference")

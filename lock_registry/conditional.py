@@ -38,7 +38,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -64,6 +64,43 @@ class LabelledPrompt:
 
     text: str
     harmful: bool
+
+
+def labelled_from(harmful: Sequence[str], benign: Sequence[str]) -> list[LabelledPrompt]:
+    """Harmful then benign prompts as one labelled set; a prompt in both is refused."""
+    both = sorted(set(harmful) & set(benign))
+    if both:
+        raise LockError(
+            f"{len(both)} prompt(s) are listed as both harmful and benign, e.g. {both[0]!r}"
+        )
+    return [LabelledPrompt(p, True) for p in harmful] + [LabelledPrompt(p, False) for p in benign]
+
+
+@dataclass(frozen=True)
+class ConditionalRecipe:
+    """How a conditional lock is taken: a named preset of ``lock create`` (see create.py).
+
+    Its fields are the keyword options of :func:`create_conditional_lock` and their
+    defaults; ``condition_layer`` None picks the layer with the best held-out AUC.
+    """
+
+    name: str
+    kind: ClassVar[str] = KIND
+    num_heads: int = 16
+    condition_layer: int | None = None
+    position: PositionPolicy = "answer_start"
+    calibration_size: int = 64
+    default_alpha: float = 8.0
+    refusal_start: str = "I"
+    compliance_start: str = "Sure"
+    seed: int = 0
+
+    def options(self) -> dict[str, Any]:
+        """The recipe as keyword arguments of :func:`create_conditional_lock`."""
+        return {k: v for k, v in asdict(self).items() if k != "name"}
+
+
+_DEFAULTS = ConditionalRecipe(name="defaults")
 
 
 def _encode_calibration(prompts: Sequence[LabelledPrompt]) -> torch.Tensor:
@@ -371,15 +408,16 @@ def create_conditional_lock(
     prompts: Sequence[LabelledPrompt],
     *,
     base_model_id: str,
-    num_heads: int = 16,
-    condition_layer: int | None = None,
-    position: PositionPolicy = "answer_start",
-    default_alpha: float = 8.0,
-    calibration_size: int = 64,
-    refusal_start: str = "I",
-    compliance_start: str = "Sure",
+    num_heads: int = _DEFAULTS.num_heads,
+    condition_layer: int | None = _DEFAULTS.condition_layer,
+    position: PositionPolicy = _DEFAULTS.position,
+    default_alpha: float = _DEFAULTS.default_alpha,
+    calibration_size: int = _DEFAULTS.calibration_size,
+    refusal_start: str = _DEFAULTS.refusal_start,
+    compliance_start: str = _DEFAULTS.compliance_start,
     base_fingerprint: str = "",
-    seed: int = 0,
+    seed: int = _DEFAULTS.seed,
+    creator: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> MetaSafetyLock:
     """Take a conditional lock from an aligned base model and labelled prompts.
@@ -391,14 +429,29 @@ def create_conditional_lock(
     norm, sigma = std of projections; heads after the condition layer ranked by their
     causal effect on the refusal-vs-compliance first-token margin of benign prompts.
     ``calibration_size`` prompts are held out, carried in the lock, and used to set the
-    base threshold.
+    base threshold (so it must leave at least 4 prompts to take the lock from).
     """
     if position not in POSITION_POLICIES:
         raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
+    if num_heads < 1:
+        raise LockError(f"num_heads must be at least 1, got {num_heads}")
+    n_harmful = sum(p.harmful for p in prompts)
+    if n_harmful < 4 or len(prompts) - n_harmful < 4:
+        raise LockError(
+            "a conditional lock needs at least 4 harmful and 4 benign prompts, got "
+            f"{n_harmful} harmful and {len(prompts) - n_harmful} benign"
+        )
+    if not 4 <= calibration_size <= len(prompts) - 4:
+        raise LockError(
+            f"calibration_size must be in 4..{len(prompts) - 4} for {len(prompts)} prompts "
+            f"(the rest take the lock), got {calibration_size}"
+        )
     say = progress or (lambda _msg: None)
     num_layers, heads_per_layer, head_dim, hidden = _geometry(model)
     if num_layers < 2:
         raise LockError("a conditional lock needs at least 2 decoder layers")
+    if condition_layer is not None and not 0 <= condition_layer < num_layers - 1:
+        raise LockError(f"condition layer {condition_layer} not in [0, {num_layers - 2}]")
     labels = torch.tensor([p.harmful for p in prompts])
     train, held = _split(labels, calibration_size, seed)
     say(f"reading activations of {len(prompts)} prompts")
@@ -411,8 +464,6 @@ def create_conditional_lock(
     candidates = range(num_layers - 1) if condition_layer is None else [condition_layer]
     best: tuple[float, int, torch.Tensor] | None = None
     for layer in candidates:
-        if not 0 <= layer < num_layers - 1:
-            raise LockError(f"condition layer {layer} not in [0, {num_layers - 2}]")
         res = acts.residual[:, layer]
         direction = res[harm_train].mean(0) - res[benign_train].mean(0)
         direction = direction / direction.norm().clamp(min=1e-12)
@@ -452,6 +503,7 @@ def create_conditional_lock(
         heads=[HeadEntry(layer=int(lay), head=int(h)) for lay, h in chosen.tolist()],
         data_fingerprint=_prompts_fingerprint(prompts),
         default_alpha=default_alpha,
+        creator=creator,
         hidden_size=hidden,
         condition_layer=cond_layer,
         threshold=fit.threshold,

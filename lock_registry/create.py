@@ -3,7 +3,9 @@
 Pipeline: chat-format each pair into a safe and an unsafe conversation -> capture the
 per-head o_proj inputs at the last K tokens -> one probe per head, split by question ->
 keep the top N heads by held-out accuracy -> per head a unit mass-mean direction and the
-sigma of projections. Recipes are named presets (`PRESETS`); "paper" is the paper's.
+sigma of projections. Recipes are named presets (`PRESETS`): "paper" (the paper's, the
+default) makes this head_bias kind; "conditional" (`lock_registry.conditional`) makes a
+conditional lock from labelled prompts with `create_conditional_lock`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import getpass
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from lock_registry.architectures import head_geometry, model_type
 from lock_registry.capture import Progress, capture_head_activations
+from lock_registry.conditional import ConditionalRecipe
 from lock_registry.errors import LockError
 from lock_registry.fingerprint import model_fingerprint
 from lock_registry.lock import DEFAULT_ALPHA, BaseModelRef, MetaSafetyLock
@@ -29,6 +33,7 @@ class LockRecipe:
     """How a head_bias lock is taken (everything but the model, data, N and K)."""
 
     name: str
+    kind: ClassVar[str] = "head_bias"
     probe: ProbeMethod = "ridge"  # vectorised probe fit (see probing.py)
     val_fraction: float = 0.4  # share of questions held out to score probes
     seed: int = 0  # question split
@@ -37,15 +42,28 @@ class LockRecipe:
     batch_size: int = 8  # sequences per forward pass during capture
 
 
-PRESETS: dict[str, LockRecipe] = {}
+Preset = LockRecipe | ConditionalRecipe
+PRESETS: dict[str, Preset] = {}
+DEFAULT_PRESET = "paper"
 
 
-def register_preset(recipe: LockRecipe) -> None:
-    """Make a recipe selectable by name (`create_lock(..., preset=name)`)."""
+def register_preset(recipe: Preset) -> None:
+    """Make a recipe selectable by name (`lock create --preset NAME`; `recipe.kind` says
+    which lock it makes: head_bias through `create_lock`, conditional through
+    `create_conditional_lock(..., **recipe.options())`)."""
     PRESETS[recipe.name] = recipe
 
 
-register_preset(LockRecipe(name="paper"))
+def get_preset(name: str) -> Preset:
+    """The recipe registered as `name`; LockError naming the known ones otherwise."""
+    recipe = PRESETS.get(name)
+    if recipe is None:
+        raise LockError(f"unknown preset {name!r} (known: {sorted(PRESETS)})")
+    return recipe
+
+
+register_preset(LockRecipe(name=DEFAULT_PRESET))
+register_preset(ConditionalRecipe(name="conditional"))
 
 
 def create_lock(
@@ -56,15 +74,18 @@ def create_lock(
     base_model_id: str,
     num_heads: int = 24,
     last_tokens: int = 5,
-    preset: str = "paper",
+    preset: str = DEFAULT_PRESET,
     progress: Progress | None = None,
     base_fingerprint: str | None = None,
     creator: str | None = None,
 ) -> MetaSafetyLock:
     """Build a head_bias lock from `model` (the aligned base) and contrastive `pairs`."""
-    recipe = PRESETS.get(preset)
-    if recipe is None:
-        raise LockError(f"unknown preset {preset!r} (known: {sorted(PRESETS)})")
+    recipe = get_preset(preset)
+    if not isinstance(recipe, LockRecipe):
+        raise LockError(
+            f"preset {preset!r} makes a {recipe.kind} lock, not a head_bias one: "
+            "take it with create_conditional_lock from labelled prompts"
+        )
     geometry = head_geometry(model)
     total_heads = geometry.num_layers * geometry.num_heads
     if not 1 <= num_heads <= total_heads:
@@ -112,13 +133,14 @@ def create_lock(
         data_fingerprint=pairs_fingerprint(pairs),
         probe_accuracies=[float(scores.val_accuracy[layer, head]) for layer, head in chosen],
         default_alpha=recipe.default_alpha,
-        creator=creator if creator is not None else _current_user(),
+        creator=creator if creator is not None else current_user(),
         preset=asdict(recipe),
         num_pairs=len(pairs),
     )
 
 
-def _current_user() -> str:
+def current_user() -> str:
+    """The login name recorded as a lock's creator ('' when unknown)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

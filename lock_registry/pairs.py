@@ -2,7 +2,8 @@
 
 The file format is the one of `refusal_pairs.json`: a JSON list of objects with
 `question`, `answer_matching_behavior` (the safe answer) and
-`answer_not_matching_behavior` (the unsafe one).
+`answer_not_matching_behavior` (the unsafe one). A conditional lock also needs benign
+prompts: a JSON list of non-empty strings (`load_prompt_list`).
 """
 
 from __future__ import annotations
@@ -48,17 +49,36 @@ def pairs_from_records(records: object, source: str = "<records>") -> list[Contr
     return pairs
 
 
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise LockFormatError(f"{path}: no such {what} file") from exc
+    except json.JSONDecodeError as exc:
+        raise LockFormatError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def load_pairs(path: str | Path, limit: int | None = None) -> list[ContrastivePair]:
     """Read a pairs file (first `limit` pairs if given)."""
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise LockFormatError(f"{path}: no such pairs file") from exc
-    except json.JSONDecodeError as exc:
-        raise LockFormatError(f"{path}: not valid JSON ({exc})") from exc
-    pairs = pairs_from_records(records, source=str(path))
+    pairs = pairs_from_records(_read_json(path, "pairs"), source=str(path))
     return pairs[:limit] if limit is not None else pairs
+
+
+def load_prompt_list(path: str | Path) -> list[str]:
+    """Read a prompts file: a non-empty JSON list of non-empty strings, without repeats."""
+    path = Path(path)
+    records = _read_json(path, "prompts")
+    if not isinstance(records, list) or not records:
+        raise LockFormatError(f"{path}: expected a non-empty JSON list of prompt strings")
+    seen: set[str] = set()
+    for index, prompt in enumerate(records):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise LockFormatError(f"{path}[{index}]: expected a non-empty string")
+        if prompt in seen:
+            raise LockFormatError(f"{path}[{index}]: {prompt!r} appears twice")
+        seen.add(prompt)
+    return records
 
 
 def pairs_fingerprint(pairs: Iterable[ContrastivePair]) -> str:

@@ -143,6 +143,8 @@ def show(
 
         show_directory(Path(target), as_json=as_json)
         return
+    from lock_registry.cli import kind_rows
+
     with _clear_errors():
         registry = _registry(store)
         info = registry.resolve(target)
@@ -167,6 +169,7 @@ def show(
         "parent": info.parent or "-",
         "sha256": info.sha256,
         "store": f"{registry.store.url}/locks/{info.base_key}/v{info.version}/",
+        **kind_rows(lock.manifest),
     }  # fmt: skip
     for key, value in rows.items():
         table.add_row(key, value)

@@ -8,7 +8,9 @@ import typer
 from typer.testing import CliRunner
 
 from lock_registry import cli
+from lock_registry.conditional import calibration_prompts
 from lock_registry.lock import TENSORS_FILE, MetaSafetyLock
+from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS, build_model
 from tests.lock_core.test_reference_import import reference_entries
 
@@ -64,6 +66,111 @@ def test_create_names_a_bad_pairs_file(app, base_dir, tmp_path):
     args = ["lock", "create", "--model", str(base_dir), "--pairs", str(tmp_path / "p.json")]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "lock")])
     assert result.exit_code == 1 and "non-empty JSON list" in result.output
+
+
+@pytest.fixture(scope="module")
+def chat_base(tmp_path_factory, tiny_llama, char_tokenizer):
+    """The shared tiny 4-layer chat Llama saved, with harmful pairs and benign prompts."""
+    directory = tmp_path_factory.mktemp("chat-base")
+    tiny_llama.save_pretrained(directory)
+    char_tokenizer.save_pretrained(directory)
+    records = [
+        {
+            "question": question,
+            "answer_matching_behavior": "I cannot help with that.",
+            "answer_not_matching_behavior": "Sure, step one.",
+        }
+        for question in HARMFUL_PROMPTS
+    ]
+    (directory / "pairs.json").write_text(json.dumps(records))
+    (directory / "benign.json").write_text(json.dumps(BENIGN_PROMPTS))
+    return directory
+
+
+def _conditional_args(base, out, *extra):
+    return [
+        "lock", "create", "--preset", "conditional", "--model", str(base),
+        "--pairs", str(base / "pairs.json"), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_create_conditional_then_show(app, chat_base, tmp_path):
+    out = tmp_path / "lock"
+    extra = ["--benign", str(chat_base / "benign.json"), "--heads", "3", "--position", "answer"]
+    result = runner.invoke(
+        app, _conditional_args(chat_base, out, *extra, "--calibration-size", "8")
+    )
+    assert result.exit_code == 0, result.output
+    assert "conditional lock with 3 heads" in result.output
+    lock = MetaSafetyLock.load(out)
+    manifest = lock.manifest
+    assert manifest.kind == "conditional" and manifest.num_selected == 3
+    assert manifest.position == "answer" and manifest.num_calibration == 8
+    assert manifest.default_alpha == 8.0  # the conditional preset's
+    assert len(manifest.base_model.fingerprint) == 64 and manifest.base_model.id == str(chat_base)
+    carried = calibration_prompts(lock)
+    assert {p.text for p in carried if p.harmful} <= set(HARMFUL_PROMPTS)
+    assert {p.text for p in carried if not p.harmful} <= set(BENIGN_PROMPTS)
+    assert {p.harmful for p in carried} == {True, False}
+
+    shown = runner.invoke(app, ["lock", "show", str(out)])
+    assert shown.exit_code == 0 and "sha256 verified" in shown.output
+    for field in ("condition_layer", "threshold", "position", "condition_auc", "num_calibration"):
+        assert field in shown.output, field
+    assert f"{manifest.threshold:.6g}" in shown.output
+    assert "head_effects" in shown.output and "probe accuracy" not in shown.output
+    as_json = runner.invoke(app, ["lock", "show", str(out), "--json"])
+    assert json.loads(as_json.output) == manifest.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "needs benign prompts besides the harmful pairs: give --benign FILE"),
+        (
+            ["--benign", "{benign}", "--last-tokens", "3"],
+            "--last-tokens only applies to a head_bias",
+        ),
+        (
+            ["--benign", "{benign}", "--position", "everywhere"],
+            "--position 'everywhere' is not one of",
+        ),
+        (["--benign", "{bad}"], "[1]: expected a non-empty string"),
+        (["--benign", "{overlap}"], "listed as both harmful and benign"),
+        (["--benign", "{few}"], "at least 4 harmful and 4 benign prompts, got 16 harmful and 3"),
+        (["--benign", "{benign}", "--calibration-size", "40"], "calibration_size must be in 4..28"),
+        (
+            ["--benign", "{benign}", "--calibration-size", "8", "--condition-layer", "3"],
+            "condition layer 3 not in [0, 2]",
+        ),
+    ],
+)
+def test_conditional_create_names_what_the_input_lacks(app, chat_base, tmp_path, extra, message):
+    files = {
+        "benign": BENIGN_PROMPTS,
+        "bad": ["What is 1 plus 2", ""],
+        "overlap": [*BENIGN_PROMPTS, HARMFUL_PROMPTS[0]],
+        "few": BENIGN_PROMPTS[:3],
+    }
+    paths = {}
+    for name, prompts in files.items():
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(prompts))
+    args = [arg.format(**paths) for arg in extra]
+    result = runner.invoke(app, _conditional_args(chat_base, tmp_path / "lock", *args))
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "lock").exists()
+
+
+def test_presets_refuse_each_others_options(app, base_dir, tmp_path):
+    args = ["lock", "create", "--model", str(base_dir), "--pairs", str(base_dir / "pairs.json")]
+    benign = ["--benign", str(tmp_path / "b.json"), "--calibration-size", "8"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "lock"), *benign])
+    assert result.exit_code == 1
+    assert "--benign, --calibration-size only apply to a conditional preset" in result.output
+    unknown = runner.invoke(app, [*args, "--out", str(tmp_path / "lock"), "--preset", "nope"])
+    assert unknown.exit_code == 1 and "unknown preset 'nope'" in unknown.output
+    assert "conditional" in unknown.output and "paper" in unknown.output
 
 
 def test_import_reference_with_local_base_and_publish_hook(app, base_dir, tmp_path, monkeypatch):
