@@ -184,8 +184,13 @@ class MetaSafetyLock:
 
     # -- serialisation ------------------------------------------------------------------
     def to_files(self) -> dict[str, bytes]:
-        """The two files of a lock directory as bytes; stamps the tensors' sha256."""
-        data = save_safetensors(self.tensors, metadata={"format": "pt", "kind": self.manifest.kind})
+        """The two files of a lock directory as bytes; stamps the tensors' sha256.
+
+        The same tensors always give the same bytes, so the same sha256: the metadata holds
+        one key, since safetensors writes a metadata map in an arbitrary order (the kind is
+        the manifest's).
+        """
+        data = save_safetensors(self.tensors, metadata={"format": "pt"})
         self.manifest.sha256 = hashlib.sha256(data).hexdigest()
         manifest = json.dumps(self.manifest.model_dump(mode="json"), indent=2) + "\n"
         return {TENSORS_FILE: data, MANIFEST_FILE: manifest.encode()}

@@ -37,6 +37,13 @@ def test_round_trip_writes_exactly_two_files(saved):
         assert torch.equal(loaded.tensors[name], tensor)
 
 
+def test_the_same_tensors_always_give_the_same_sha256(saved):
+    lock, directory = saved
+    files = {lock.to_files()[TENSORS_FILE] for _ in range(8)}
+    assert files == {(directory / TENSORS_FILE).read_bytes()}
+    assert MetaSafetyLock.load(directory).to_files()[TENSORS_FILE] in files
+
+
 def test_tampered_tensors_are_refused(saved):
     _, directory = saved
     data = bytearray((directory / TENSORS_FILE).read_bytes())
