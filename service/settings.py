@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted upload, in bytes.")
     max_examples: int = Field(100_000, description="Most examples in one training file.")
     max_example_tokens: int = Field(4096, description="Most tokens in one example (tokenised with the base model's tokenizer).")
+    max_active_jobs_per_tenant: int = Field(
+        8, ge=1, description="Most unfinished jobs one tenant may have; one more is refused with 429 and Retry-After."
+    )
     max_steps: int | None = Field(None, description="Cap on optimiser steps per job (None = epochs decide).")
     checkpoint_steps: int = Field(
         50, ge=0, description="Copy a training checkpoint to the store every this many steps (0 = never)."

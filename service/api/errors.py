@@ -26,9 +26,12 @@ _TYPES = {
 class APIError(Exception):
     """An error the API answers with; `status` picks the HTTP status and error type."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, param: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.param = status, code, message, param
+        self.headers = headers or {}
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> APIError:
@@ -36,9 +39,11 @@ def not_found(kind: str, ident: str, param: str | None = None) -> APIError:
     return APIError(404, f"{kind}_not_found", f"No {kind} with id {ident!r}.", param)
 
 
-def error_response(status: int, code: str, message: str, param: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = {"error": {"type": _TYPES.get(status, "api_error"), "code": code, "message": message, "param": param}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -46,7 +51,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.param)
+        return error_response(exc.status, exc.code, exc.message, exc.param, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

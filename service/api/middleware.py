@@ -27,7 +27,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
 
     The caller is the HMAC of the API key, so keys are per tenant. A key reused with a
     different request is refused; a key whose first request is still running is a 409.
-    Server errors are not stored, so a retry after a 5xx runs again.
+    Server errors and 429s are not stored (the request did nothing), so a retry runs again.
     """
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -55,7 +55,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         except BaseException:
             records.kv.delete(slot)
             raise
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 429:
             records.kv.delete(slot)
             return response
         chunks = [chunk async for chunk in response.body_iterator]

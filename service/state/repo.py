@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,9 +23,20 @@ from service.state.records import (
     new_id,
 )
 
+CAP_LEASE_SECONDS = 10.0
+"""How long one create may hold its tenant's job-creation lease (it counts and adds)."""
+
 
 class JobConflict(Exception):
     """A conditional job update whose precondition no longer holds."""
+
+
+class TooManyActiveJobs(Exception):
+    """The tenant already has its cap of unfinished jobs."""
+
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"{active} unfinished jobs, limit {limit}")
+        self.active, self.limit = active, limit
 
 
 class Records:
@@ -94,6 +106,25 @@ class Records:
             raise JobConflict(f"job {record.id} already exists")
         self.kv.append(f"jobs:{record.tenant}", record.id)
         self._mirror(record)
+
+    def add_job_within_cap(self, record: JobRecord, max_active: int) -> None:
+        """Add the job unless its tenant has `max_active` unfinished jobs (TooManyActiveJobs).
+
+        Counted and added under a per-tenant lease, so concurrent creates cannot both
+        slip under the cap.
+        """
+        lease, deadline = f"jobcreate:{record.tenant}", time.monotonic() + CAP_LEASE_SECONDS
+        while not self.kv.acquire(lease, record.id, CAP_LEASE_SECONDS):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tenant {record.tenant}: job creation lease still held after {CAP_LEASE_SECONDS} s")
+            time.sleep(0.01)
+        try:
+            active = sum(not job.terminal for job in self.list_jobs(record.tenant))
+            if active >= max_active:
+                raise TooManyActiveJobs(active, max_active)
+            self.add_job(record)
+        finally:
+            self.kv.release(lease, record.id)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self.kv.get(f"job:{job_id}")

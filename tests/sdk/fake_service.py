@@ -134,11 +134,14 @@ def build_app(svc: FakeService) -> FastAPI:
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request):
         body = await request.json()
-        if body.get("model") != "demo-chat":
-            return _error(422, "model_not_found", f"unknown model {body.get('model')!r}", "model")
         f = svc.files.get(body.get("training_file", ""))
         if f is None or svc.owners.get(f["id"]) != request.state.tenant:
-            return _error(400, "file_not_found", "training_file not found", "training_file")
+            return _error(404, "file_not_found", "training_file not found", "training_file")
+        if body.get("validation_file") == f["id"]:
+            return _error(422, "validation_file_is_training_file", "validation_file is the training_file",
+                          "validation_file")
+        if body.get("model") != "demo-chat":
+            return _error(400, "model_not_found", f"unknown model {body.get('model')!r}", "model")
         jid = svc.new_id("ftjob")
         svc.owners[jid] = request.state.tenant
         svc.jobs[jid] = {

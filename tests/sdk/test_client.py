@@ -187,9 +187,13 @@ def test_each_status_maps_to_its_error_class(client, fake, status, cls):
 
 
 def test_errors_from_real_routes_carry_code_and_param(client, train_file):
-    with pytest.raises(sdk.UnprocessableEntityError) as info:
-        client.jobs.create(model="gpt-nope", training_file="file-0001")
+    f = client.files.upload(train_file)
+    with pytest.raises(sdk.BadRequestError) as info:
+        client.jobs.create(model="gpt-nope", training_file=f.id)
     assert (info.value.code, info.value.param) == ("model_not_found", "model")
+    with pytest.raises(sdk.UnprocessableEntityError) as info:
+        client.jobs.create(model="demo-chat", training_file=f.id, validation_file=f.id)
+    assert (info.value.code, info.value.param) == ("validation_file_is_training_file", "validation_file")
     job = client.jobs.wait(_job(client, train_file).id, poll_interval=0)
     with pytest.raises(sdk.ConflictError, match="already succeeded"):
         client.with_options(max_retries=0).jobs.cancel(job.id)

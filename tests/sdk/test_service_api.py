@@ -91,6 +91,44 @@ def test_error_classes_from_real_responses(client, stack, tmp_path):
     assert info.value.request_id and info.value.request_id.startswith("req_")
 
 
+def test_unprocessable_entity_from_the_service(client, tmp_path):
+    """Well-formed but unusable: the validation file is the training file (422, before any
+    model lookup, so no base model is needed here)."""
+    f = client.files.upload(_write(tmp_path / "same.jsonl", 2))
+    with pytest.raises(sdk.UnprocessableEntityError) as info:
+        client.with_options(max_retries=0).jobs.create(model="no-such-model", training_file=f.id,
+                                                      validation_file=f.id)
+    err = info.value
+    assert (err.status, err.code, err.param) == (422, "validation_file_is_training_file", "validation_file")
+    assert "memorisation" in err.message and err.request_id
+
+
+def test_internal_server_error_from_the_service(service_stack_factory, tmp_path, monkeypatch):
+    """A deployment whose bucket does not exist: the upload fails inside the service (500)."""
+    monkeypatch.setattr(C, "INITIAL_RETRY_DELAY", 0.01)
+    broken = service_stack_factory(store_url="s3://no-such-bucket-for-safetylock/platform")
+    broken.start_api()
+    api_key = broken.create_tenant("sdk-broken")
+    c = sdk.Client(base_url=broken.base_url, api_key=api_key, max_retries=1)
+    with pytest.raises(sdk.InternalServerError) as info:
+        c.files.upload(_write(tmp_path / "lost.jsonl", 1))
+    assert (info.value.status, info.value.code) == (500, "internal_error")
+    assert c.files.list().data == []  # nothing recorded for the failed upload
+
+
+def test_timeout_is_an_api_timeout_error(key):
+    """A server that accepts the connection and never answers."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host, port = silent.getsockname()
+        c = sdk.Client(base_url=f"http://{host}:{port}", api_key=key, timeout=0.3, max_retries=0)
+        with pytest.raises(sdk.APITimeoutError):
+            c.files.list()
+
+
 def test_service_rejects_what_local_validation_would(client, tmp_path):
     """Skip the local check: the service answers with the same per-line message."""
     bad = tmp_path / "bad.jsonl"

@@ -23,6 +23,7 @@ from tests.service.data import benign_records
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 MODEL = "demo-test"
+CAP = 4  # unfinished jobs per tenant (SAFETYLOCK_MAX_ACTIVE_JOBS_PER_TENANT)
 HP = {"n_epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "lora_rank": 4, "lora_alpha": 8,
       "max_seq_length": 128}
 
@@ -32,7 +33,7 @@ def stack(service_stack_factory, demo_lock_registry):
     stack = service_stack_factory(
         base_models={MODEL: str(demo_lock_registry.model_dir)},
         store_url=demo_lock_registry.publish_to,
-        eval_limit=6, eval_max_new_tokens=12, alpha_grid=[4.0],
+        eval_limit=6, eval_max_new_tokens=12, alpha_grid=[4.0], max_active_jobs_per_tenant=CAP,
     )
     stack.start_api()
     return stack
@@ -89,6 +90,32 @@ def test_queued_jobs_paginate_cancel_and_survive_a_dropped_create(client, proxy,
     with pytest.raises(sdk.NotFoundError) as info:
         client.jobs.report(retried.id)
     assert info.value.code == "report_not_found"
+
+
+def test_the_cap_on_unfinished_jobs_is_a_rate_limit_and_a_later_retry_passes(stack, client, train_file,
+                                                                              monkeypatch):
+    capped = client.with_options(api_key=stack.create_tenant("sdk-capped"), max_retries=0)
+    f = capped.files.upload(train_file)
+    jobs = [capped.jobs.create(model=MODEL, training_file=f.id, hyperparameters=HP) for _ in range(CAP)]
+    with pytest.raises(sdk.RateLimitError) as info:
+        capped.jobs.create(model=MODEL, training_file=f.id, hyperparameters=HP, idempotency_key="cap-key")
+    err = info.value
+    assert (err.status, err.type, err.code) == (429, "rate_limit_error", "too_many_active_jobs")
+    assert err.response.headers["retry-after"] == "30" and f"the limit is {CAP}" in err.message
+    assert err.request_id
+
+    slept: list[float] = []  # the retry table honours the server's Retry-After (not actually waited)
+    monkeypatch.setattr("sdk._base_client.time.sleep", slept.append)
+    with pytest.raises(sdk.RateLimitError):
+        capped.with_options(max_retries=1).jobs.create(model=MODEL, training_file=f.id, hyperparameters=HP)
+    assert slept == [30.0]
+    assert {j.id for j in capped.jobs.list()} == {j.id for j in jobs}  # no refused create left a job
+
+    capped.jobs.cancel(jobs[0].id)  # one slot frees: the same key now runs, not a replayed 429
+    retried = capped.jobs.create(model=MODEL, training_file=f.id, hyperparameters=HP, idempotency_key="cap-key")
+    assert retried.id not in {j.id for j in jobs} and retried.status == "validating_files"
+    for job in [*jobs[1:], retried]:
+        capped.jobs.cancel(job.id)
 
 
 def test_a_real_job_from_upload_to_report(stack, client, key, train_file, tmp_path,

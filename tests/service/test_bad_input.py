@@ -7,9 +7,8 @@ hold. Afterwards the store must hold exactly the files that were accepted: nothi
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +89,11 @@ CASES = [
     Case("gate unknown threshold", "POST", "/v1/fine_tuning/jobs", 400, "invalid_gate_policy", "unknown threshold",
          job_body(gate_policy={"min_vibes": 0.1})),
     Case("path-like suffix", "POST", "/v1/fine_tuning/jobs", 400, "invalid_value", "suffix", job_body(suffix="../x")),
+    Case("validation file is the training file", "POST", "/v1/fine_tuning/jobs", 422,
+         "validation_file_is_training_file", "memorisation", job_body(validation_file="{file_a}"),
+         param="validation_file"),
+    Case("too many unfinished jobs", "POST", "/v1/fine_tuning/jobs", 429, "too_many_active_jobs",
+         "limit is 1", job_body()),
     Case("malformed JSON body", "POST", "/v1/fine_tuning/jobs", 400, "invalid_json", "not valid JSON",
          {"content": b"{not json", "headers": {"content-type": "application/json"}}),
     # other tenants' ids and path-like ids: 404, never 403
@@ -120,11 +124,12 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def world(service_stack_factory, demo_lock_registry):
-    """A stack whose `demo-test` base has a production lock and `unlocked-base` none."""
+    """A stack whose `demo-test` base has a production lock and `unlocked-base` none; each
+    tenant may have one unfinished job, and has one already."""
     base = str(demo_lock_registry.model_dir)
     stack = service_stack_factory(
         base_models={"demo-test": base, "unlocked-base": base},
-        store_url=demo_lock_registry.publish_to, max_file_bytes=str(MAX_BYTES),
+        store_url=demo_lock_registry.publish_to, max_file_bytes=str(MAX_BYTES), max_active_jobs_per_tenant=1,
     )
     stack.start_api()
     keys = {"a": stack.create_tenant("tenant-a"), "b": stack.create_tenant("tenant-b")}
@@ -165,6 +170,8 @@ def test_bad_request(world, case: Case) -> None:
     assert error["type"]
     if case.param:
         assert error["param"] == case.param
+    if case.status == 429:  # the one refusal that says when to come back
+        assert (error["type"], response.headers["retry-after"]) == ("rate_limit_error", "30")
 
 
 def test_nothing_written_where_it_should_not_be(world) -> None:

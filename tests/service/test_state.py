@@ -11,7 +11,7 @@ import pytest
 
 from service.state.kv import RedisKV, SqliteKV
 from service.state.records import FileRecord, JobRecord, new_id
-from service.state.repo import JobConflict, Records
+from service.state.repo import JobConflict, Records, TooManyActiveJobs
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -82,3 +82,28 @@ def test_events_are_ordered_and_written_once_per_key(records: Records) -> None:
     events = records.events(job_id)
     assert [e.message for e in events] == ["one", "two"]
     assert events[0].id < events[1].id and events[1].level == "warn"
+
+
+def test_active_job_cap_holds_under_concurrent_creates(records: Records) -> None:
+    tenant, _ = records.create_tenant("a")
+    other, _ = records.create_tenant("b")
+    done = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x", status="succeeded")
+    records.add_job(done)  # finished jobs do not count
+    outcomes: list[str] = []
+
+    def create() -> None:
+        job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
+        try:
+            records.add_job_within_cap(job, 3)
+            outcomes.append("added")
+        except TooManyActiveJobs as exc:
+            outcomes.append(f"refused {exc.active}/{exc.limit}")
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["added"] * 3 + ["refused 3/3"] * 5
+    assert sum(not j.terminal for j in records.list_jobs(tenant.id)) == 3
+    records.add_job_within_cap(JobRecord(id=new_id("ftjob"), tenant=other.id, model="m", training_file="f"), 1)

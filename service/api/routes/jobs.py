@@ -18,9 +18,11 @@ from service.context import job_key
 from service.pipeline.gate import GatePolicy
 from service.pipeline.resolve_lock import LockNotFound, find_lock
 from service.state.records import EventRecord, Hyperparameters, JobRecord, JobStatus, new_id, now
-from service.state.repo import JobConflict
+from service.state.repo import JobConflict, TooManyActiveJobs
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["jobs"])
+RETRY_AFTER_SECONDS = 30
+"""Retry-After of a create refused for the tenant's cap of unfinished jobs (jobs take minutes)."""
 
 
 class JobCreate(BaseModel):
@@ -49,6 +51,14 @@ def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
         file_id = getattr(body, param)
         if file_id is not None and ctx.records.get_file(tenant.id, checked_id("file", file_id, param)) is None:
             raise not_found("file", file_id, param)
+    if body.validation_file == body.training_file:
+        raise APIError(
+            422, "validation_file_is_training_file",
+            f"validation_file {body.validation_file} is also the training_file: a validation loss measured on the "
+            "training examples shows memorisation, not how the model generalises. Upload held-out examples as a "
+            "separate file, or leave validation_file out.",
+            "validation_file",
+        )
     if body.model not in ctx.settings.base_models:
         known = ", ".join(sorted(ctx.settings.base_models)) or "none configured"
         raise APIError(400, "model_not_found", f"Unknown base model {body.model!r}; known: {known}.", "model")
@@ -61,7 +71,15 @@ def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
     except LockNotFound as exc:
         raise APIError(400, "lock_not_found", str(exc), "lock_version" if body.lock_version else "model") from exc
     job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, **body.model_dump())
-    ctx.records.add_job(job)
+    try:
+        ctx.records.add_job_within_cap(job, ctx.settings.max_active_jobs_per_tenant)
+    except TooManyActiveJobs as exc:
+        raise APIError(
+            429, "too_many_active_jobs",
+            f"This tenant has {exc.active} unfinished fine-tuning jobs; the limit is {exc.limit}. Retry when one has "
+            "finished (or cancel one).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
     ctx.records.add_event(job.id, f"Created fine-tuning job {job.id} on {job.model}.", once="created")
     ctx.dispatcher.submit(job.id, job.model)
     return job.public()
