@@ -115,11 +115,13 @@ def calibration_prompts(lock: MetaSafetyLock) -> list[LabelledPrompt]:
     return [LabelledPrompt(**p) for p in json.loads(raw)]
 
 
-def with_threshold(lock: MetaSafetyLock, threshold: float) -> MetaSafetyLock:
-    """A copy of ``lock`` whose condition threshold is the one calibrated for a model."""
+def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> MetaSafetyLock:
+    """A copy of ``lock`` whose condition threshold is the one calibrated for a model
+    (``fields``: further manifest fields to set, e.g. how the threshold was fitted)."""
     if not math.isfinite(threshold):
         raise LockError(f"threshold must be finite, got {threshold}")
-    manifest = lock.manifest.model_copy(deep=True, update={"threshold": float(threshold)})
+    update = {**fields, "threshold": float(threshold)}
+    manifest = lock.manifest.model_copy(deep=True, update=update)
     copy = MetaSafetyLock(manifest, dict(lock.tensors))
     copy.to_files()  # stamps the sha256 of the (unchanged) tensors
     return copy

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -160,7 +160,13 @@ def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> Th
     acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
     labels = torch.tensor([p.harmful for p in prompts])
     layer = int(lock.manifest.model_extra["condition_layer"])
-    return fit_threshold(condition_scores(acts.residual[:, layer], lock.tensors["condition_direction"]), labels)
+    scores = condition_scores(acts.residual[:, layer], lock.tensors["condition_direction"])
+    if not torch.isfinite(scores).all():
+        raise LockError(
+            f"the condition scores of the calibration prompts are not finite on this model "
+            f"(its residual after layer {layer} holds NaN or inf): the threshold cannot be fitted"
+        )
+    return fit_threshold(scores, labels)
 
 
 @dataclass(frozen=True)
@@ -202,18 +208,25 @@ def alpha_curve(
 
 
 def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaSafetyLock, ThresholdFit]:
-    """The lock with its threshold re-fitted on ``model`` (what the relock stage applies)."""
+    """The lock with its threshold re-fitted on ``model`` (what the relock stage applies).
+
+    The fitted lock's manifest records the fit as ``threshold_fit`` (the threshold it
+    replaced, the calibration AUC and the condition's firing rates); the tensors, and so
+    the sha256, are the original lock's.
+    """
     fit = calibrate_threshold(model, tokenizer, lock)
-    return with_threshold(lock, fit.threshold), fit
+    record = {"previous_threshold": float(lock.manifest.model_extra["threshold"]), **asdict(fit)}
+    return with_threshold(lock, fit.threshold, threshold_fit=record), fit
 
 
-def fit_to_model(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> MetaSafetyLock:
-    """The lock as the relock stage should apply it to ``model``, whatever its kind.
+def fit_to_model(
+    model: nn.Module, tokenizer, lock: MetaSafetyLock
+) -> tuple[MetaSafetyLock, ThresholdFit | None]:
+    """The lock as the relock stage should apply it to ``model``, whatever its kind, and its fit.
 
-    A conditional lock gets its threshold re-fitted on ``model``; other kinds need no fit
-    and come back unchanged.
+    A conditional lock gets its threshold re-fitted on ``model`` (see :func:`calibrated`);
+    other kinds need no fit and come back unchanged, with None.
     """
     if lock.manifest.kind != KIND:
-        return lock
-    fitted, _fit = calibrated(model, tokenizer, lock)
-    return fitted
+        return lock, None
+    return calibrated(model, tokenizer, lock)

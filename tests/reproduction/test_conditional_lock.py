@@ -24,6 +24,7 @@ from lock_registry.conditional_apply import (
     gate_state,
 )
 from lock_registry.errors import (
+    LockError,
     LockFormatError,
     LockIntegrityError,
     LockShapeError,
@@ -255,8 +256,26 @@ def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_to
 
 
 def test_fit_to_model_calibrates_conditional_locks_only(tiny_llama, char_tokenizer, lock):
-    fitted = fit_to_model(tiny_llama, char_tokenizer, lock)
-    assert fitted.manifest.threshold == calibrate_threshold(tiny_llama, char_tokenizer, lock).threshold
+    fitted, fit = fit_to_model(tiny_llama, char_tokenizer, lock)
+    assert fitted.manifest.threshold == fit.threshold
+    assert fit == calibrate_threshold(tiny_llama, char_tokenizer, lock)
+    assert fitted.manifest.threshold_fit == {
+        "previous_threshold": lock.manifest.threshold, "threshold": fit.threshold, "auc": fit.auc,
+        "true_positive_rate": fit.true_positive_rate,
+        "false_positive_rate": fit.false_positive_rate,
+    }
+    assert fitted.manifest.sha256 == lock.manifest.sha256  # same tensors
+    assert MetaSafetyLock.from_files(fitted.to_files()).manifest == fitted.manifest
     paper_like = object.__new__(MetaSafetyLock)
     paper_like.manifest = lock.manifest.model_copy(update={"kind": "head_bias"})
-    assert fit_to_model(tiny_llama, char_tokenizer, paper_like) is paper_like
+    assert fit_to_model(tiny_llama, char_tokenizer, paper_like) == (paper_like, None)
+
+
+def test_a_model_with_non_finite_activations_cannot_be_fitted(tiny_llama, char_tokenizer, lock):
+    layer = tiny_llama.model.layers[0]
+    hook = layer.register_forward_hook(lambda _m, _a, out: out * float("nan"))
+    try:
+        with pytest.raises(LockError, match="not finite on this model"):
+            fit_to_model(tiny_llama, char_tokenizer, lock)
+    finally:
+        hook.remove()
