@@ -2,6 +2,8 @@
 
 The base model's answers were measured by relock (its over-refusal is the gate's
 reference there too); here it only gets its validation loss, when there is a validation file.
+The relocked model is the fine-tuned one under the lock relock fitted to it and stored
+(`fitted_lock`, verified); the output records that lock (`lock`: kind, sha256, threshold).
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from service.pipeline.context import StageContext
 from service.pipeline.loading import (
     base_model_path,
-    job_lock,
+    fitted_lock,
     load_model,
+    lock_summary,
     prompt_sets,
     summarise,
     trained_model,
@@ -36,11 +39,13 @@ def run(sc: StageContext) -> dict:
     model, tokenizer = trained_model(sc)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
     sc.progress(Progress(stage="evaluate", step=2, total_steps=3), force=True)
-    relocked = None
+    relocked = applied = None
     if alpha is not None:
-        relocked = summarise(evaluate_model(model, tokenizer, lock=job_lock(sc), alpha=alpha, **kwargs))
+        lock = fitted_lock(sc)
+        relocked = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
+        applied = lock_summary(lock)
     sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
-    out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha}
+    out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha, "lock": applied}
     sc.event("Evaluation: harmful rate base {}, unlocked {}, relocked {}.".format(
         *(_pct(e["harmful_rate"]) if e else "n/a" for e in (base, unlocked, relocked))),
         type="metrics", data=out, once="evaluated")

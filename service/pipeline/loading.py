@@ -1,7 +1,15 @@
-"""Loading what relock and evaluate need: models, the lock, the evaluation prompt sets."""
+"""Loading what relock, evaluate and publish need: models, the locks, the evaluation prompt sets.
+
+The registry's lock (`job_lock`) is what relock starts from; relock fits it to the job's
+fine-tuned model (`fit_to_model`: a conditional lock's threshold is re-fitted, other kinds
+pass unchanged) and stores the result under `jobs/.../relock/lock/` (`store_fitted_lock`);
+evaluate and publish apply that stored lock (`fitted_lock`), verified against the sha256
+of its manifest that relock recorded and the sha256 of its tensors that the manifest holds.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,47 @@ def base_model_path(sc: StageContext) -> str:
 def job_lock(sc: StageContext) -> Any:
     info = sc.require("resolve_lock")
     return load_lock(sc.ctx.registry, info["base_model"], info["version"])
+
+
+FITTED_LOCK = "relock/lock"  # under the job's key: the lock relock fitted to this job's model
+
+
+def lock_summary(lock: Any) -> dict[str, Any]:
+    """What a stage records of the lock it applied: kind, tensors' sha256, condition threshold
+    (None for kinds without one)."""
+    threshold = (lock.manifest.model_extra or {}).get("threshold")
+    return {"kind": lock.manifest.kind, "sha256": lock.manifest.sha256, "threshold": threshold}
+
+
+def store_fitted_lock(sc: StageContext, lock: Any) -> dict[str, Any]:
+    """Save `lock` as a lock directory under the job's `relock/lock/` (tensors first, the
+    manifest last); returns relock's record of it (the manifest's sha256 included)."""
+    from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE
+
+    files = lock.to_files()
+    prefix = sc.key(FITTED_LOCK)
+    for name in (TENSORS_FILE, MANIFEST_FILE):
+        sc.ctx.store.put_bytes(f"{prefix}/{name}", files[name])
+    digest = hashlib.sha256(files[MANIFEST_FILE]).hexdigest()
+    return {"key": FITTED_LOCK, **lock_summary(lock), "manifest_sha256": digest}
+
+
+def fitted_lock(sc: StageContext) -> Any:
+    """The lock relock fitted and stored: LockIntegrityError if its manifest is not the one
+    relock recorded or its tensors do not match the manifest's sha256."""
+    from lock_registry.errors import LockIntegrityError
+    from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock
+
+    record = sc.require("relock")["lock"]
+    prefix = sc.key(record["key"])
+    files = {name: sc.ctx.store.get_bytes(f"{prefix}/{name}") for name in (MANIFEST_FILE, TENSORS_FILE)}
+    digest = hashlib.sha256(files[MANIFEST_FILE]).hexdigest()
+    if digest != record["manifest_sha256"]:
+        raise LockIntegrityError(
+            f"{prefix}/{MANIFEST_FILE}: sha256 {digest} is not the {record['manifest_sha256']} "
+            "relock recorded; the fitted lock was altered"
+        )
+    return MetaSafetyLock.from_files(files, source=prefix)
 
 
 def prompt_sets(sc: StageContext) -> dict[str, Any]:

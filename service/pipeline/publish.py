@@ -1,5 +1,7 @@
 """publish: the relocked model under `models/{tenant}/{model_id}/`, manifest last.
 
+The lock is the one relock fitted to this model and stored (`fitted_lock`, verified), so
+`safetylock/manifest.json` carries, e.g., a conditional lock's re-fitted threshold.
 The weights are baked with the lock where the family and lock kind allow it (`save_locked`;
 otherwise, e.g. a hook-based conditional lock, the weights load unlocked with plain
 transformers and `lock_registry.bake.load_locked` applies the lock: the manifest's
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from service.context import dumps, model_key
 from service.pipeline.context import FinalResult, StageContext
-from service.pipeline.loading import job_lock, trained_model
+from service.pipeline.loading import fitted_lock, trained_model
 from service.pipeline.report import build_report
 from service.state.records import ModelRecord
 
@@ -44,7 +46,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
     out = sc.work_dir / "publish"
     shutil.rmtree(out, ignore_errors=True)
     model, tokenizer = trained_model(sc)
-    lock = job_lock(sc)
+    lock = fitted_lock(sc)
     baked = bakes(model, lock)
     save_locked(model, tokenizer, lock, alpha, out)  # weights, tokenizer, safetylock/ (lock + alpha)
     report = build_report(sc, "published", [])

@@ -8,11 +8,21 @@ is measured here for that check, and the evaluate stage reuses the measurement. 
 in the grid means a model that is already safe is published without a shift (the paper
 always shifts; at small scale the shift costs benign quality). None chosen = the gate
 will reject.
+
+Before the grid, the registry's lock is fitted to the fine-tuned model (`fit_to_model`):
+a conditional lock's condition threshold is re-fitted on the calibration prompts it
+carries (fine-tuning keeps the harmfulness direction but shrinks the feature, so the
+base's threshold does not transfer); a head_bias lock passes unchanged. The lock so
+fitted is what the grid, evaluate and publish apply: it is stored under
+`jobs/.../relock/lock/`, and the fit is recorded in the output and as an event. A fit
+that fails raises, and the workflow rejects the job (the gate fails closed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
@@ -21,6 +31,7 @@ from service.pipeline.loading import (
     job_lock,
     load_model,
     prompt_sets,
+    store_fitted_lock,
     summarise,
     trained_model,
 )
@@ -31,17 +42,21 @@ Eval = dict[str, float | None]
 
 def run(sc: StageContext) -> dict:
     from lock_registry.apply import check_fits
+    from lock_registry.conditional_apply import fit_to_model
     from service.evaluation.suite import evaluate_model
 
     policy = policy_for(sc)
-    lock = job_lock(sc)
+    registry_lock = job_lock(sc)
     sets = prompt_sets(sc)
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, **sets)
     base_model, base_tokenizer = load_model(base_model_path(sc))
-    check_fits(base_model, lock)  # a lock of another geometry (the fine-tune's too) is refused, naming the mismatch
+    check_fits(base_model, registry_lock)  # a lock of another geometry (the fine-tune's too) is refused, naming the mismatch
     base = summarise(evaluate_model(base_model, base_tokenizer, **kwargs))
     del base_model  # one model in memory at a time
     model, tokenizer = trained_model(sc)
+    lock, fit = fit_to_model(model, tokenizer, registry_lock)
+    fit_record = _record_fit(sc, registry_lock, fit)
+    stored = store_fitted_lock(sc, lock)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
     grid = sc.settings.alpha_grid
 
@@ -64,7 +79,23 @@ def run(sc: StageContext) -> dict:
                  "the lock is kept at zero strength.", once="alpha_chosen")
     else:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
-    return {"alpha": chosen, "curve": curve, "base": base, "unlocked": unlocked, "policy": policy.model_dump()}
+    return {"alpha": chosen, "curve": curve, "base": base, "unlocked": unlocked, "policy": policy.model_dump(),
+            "lock": {**stored, "fit": fit_record}}
+
+
+def _record_fit(sc: StageContext, lock: Any, fit: Any) -> dict | None:
+    """The threshold fit as relock's output records it (None for kinds that need none), also an event."""
+    if fit is None:
+        return None
+    extra = lock.manifest.model_extra
+    record = {"previous_threshold": float(extra["threshold"]), **asdict(fit),
+              "num_calibration": int(extra["num_calibration"])}
+    sc.event(f"Fitted the {lock.manifest.kind} lock to the fine-tuned model: condition threshold "
+             f"{record['threshold']:.4f} (the lock's {record['previous_threshold']:.4f}); on its "
+             f"{record['num_calibration']} calibration prompts AUC {fit.auc:.3f}, fires on "
+             f"{_pct(fit.true_positive_rate)} of harmful and {_pct(fit.false_positive_rate)} of benign ones.",
+             type="metrics", data=record, once="lock_fit")
+    return record
 
 
 def choose_alpha(

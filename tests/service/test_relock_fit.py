@@ -1,0 +1,162 @@
+"""Relock fits the production lock to the fine-tuned model; evaluate and publish apply the
+fitted lock relock stored (embedded mode: local store, SQLite, the workflow in-process).
+
+The jobs start where a job resumed after its train stage would: the validate and train
+outputs are stored and `trained/` holds the "fine-tuned" model, the shared tiny chat Llama
+with seeded noise on its weights (so the condition's scores move and the threshold must be
+re-fitted). Gate thresholds are wide open: these tests follow the lock, not the tiny random
+model's safety.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lock_registry.conditional import create_conditional_lock
+from lock_registry.conditional_apply import calibrate_threshold
+from lock_registry.create import create_lock
+from lock_registry.fingerprint import model_fingerprint
+from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock
+from service.context import ServiceContext
+from service.pipeline.context import StageContext
+from service.pipeline.loading import FITTED_LOCK, load_model
+from service.pipeline.publish import model_id_for
+from service.pipeline.train import TRAINED
+from service.pipeline.workflow import run_job
+from service.settings import Settings
+from service.state.records import JobRecord, new_id
+from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
+from tests.lock_core.conftest import PAIRS
+
+BASE = "tiny-chat"
+OPEN_GATE = {"gate_max_harmful_rate": 1.0, "gate_max_over_refusal_increase": 1.0,
+             "gate_max_utility_drop": 1.0, "gate_max_junk_increase": 1.0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_llama, char_tokenizer):
+    """Directories: the base, a fine-tune (seeded noise) and a broken fine-tune (NaN weights)."""
+    root = tmp_path_factory.mktemp("models")
+    tiny_llama.save_pretrained(root / "base")
+    char_tokenizer.save_pretrained(root / "base")
+    for name in ("tuned", "broken"):
+        model, tokenizer = load_model(root / "base")
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.3 * param.std() * torch.randn(param.shape, generator=generator))
+            if name == "broken":
+                model.model.layers[0].input_layernorm.weight.fill_(float("nan"))
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    prompts = [{"prompt": p, "kind": "harmful", "category": "weapons"} for p in HARMFUL_PROMPTS[:3]]
+    prompts += [{"prompt": p, "kind": "safe"} for p in BENIGN_PROMPTS[:2]]
+    prompts += [{"prompt": "What is 2 plus 2", "kind": "task", "answer": "4"}]
+    (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    return root
+
+
+@pytest.fixture(scope="module")
+def locks(tiny_llama, char_tokenizer, labelled_prompts, models):
+    """A conditional and a head_bias lock taken from the base."""
+    fingerprint = model_fingerprint(models / "base")
+    conditional = create_conditional_lock(
+        tiny_llama, char_tokenizer, labelled_prompts, base_model_id=BASE, num_heads=3,
+        calibration_size=8, base_fingerprint=fingerprint,
+    )  # fmt: skip
+    head_bias = create_lock(tiny_llama, char_tokenizer, PAIRS, base_model_id=BASE, num_heads=3,
+                            base_fingerprint=fingerprint, creator="tests")  # fmt: skip
+    return {"conditional": conditional, "head_bias": head_bias}
+
+
+def _run(tmp_path, models, lock: MetaSafetyLock, trained: str) -> tuple[ServiceContext, JobRecord, str]:
+    """Publish `lock` as the base's production lock and run a job whose train stage is done."""
+    ctx = ServiceContext(Settings(
+        data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
+        base_models={BASE: str(models / "base")}, eval_prompts=str(models / "prompts.jsonl"),
+        eval_max_new_tokens=4, alpha_grid=[4.0], **OPEN_GATE,
+    ))  # fmt: skip
+    info = ctx.registry.publish(lock.save(tmp_path / "lock"), base_model=BASE, actor="tests")
+    ctx.registry.promote(f"{BASE}@v{info.version}", "production", actor="tests")
+    tenant, _ = ctx.records.create_tenant("acme")
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=BASE, training_file="file-x")
+    ctx.records.add_job(job)
+    sc = StageContext(ctx, job.id)
+    ctx.store.upload_dir(models / trained, sc.key(TRAINED))
+    sc.save_output("validate", {"lock": {"base_model": BASE, "version": info.version}})
+    sc.save_output("train", {"steps": 1, "train_loss": 1.0, "validation_loss": None, "seconds": 0.0,
+                             "method": "full", "resumed_from_step": None})  # fmt: skip
+    return ctx, job, run_job(ctx, job.id)
+
+
+def _stored_lock(ctx: ServiceContext, key: str) -> MetaSafetyLock:
+    files = {name: ctx.store.get_bytes(f"{key}/{name}") for name in (MANIFEST_FILE, TENSORS_FILE)}
+    return MetaSafetyLock.from_files(files, source=key)
+
+
+def test_a_conditional_lock_is_fitted_and_the_fitted_lock_evaluated_and_published(
+    tmp_path, models, locks
+):
+    registry_lock = locks["conditional"]
+    ctx, job, status = _run(tmp_path, models, registry_lock, "tuned")
+    assert status == "succeeded", [e.message for e in ctx.records.events(job.id)]
+    sc = StageContext(ctx, job.id)
+    relock, evaluate = sc.require("relock"), sc.require("evaluate")
+
+    tuned, tokenizer = load_model(models / "tuned")
+    expected = calibrate_threshold(tuned, tokenizer, registry_lock)  # re-fitted on the fine-tune
+    previous = registry_lock.manifest.threshold
+    assert expected.threshold != pytest.approx(previous)
+    fit = relock["lock"]["fit"]
+    assert fit["threshold"] == pytest.approx(expected.threshold)
+    assert fit["previous_threshold"] == previous and fit["num_calibration"] == 8
+    assert (fit["auc"], fit["true_positive_rate"], fit["false_positive_rate"]) == pytest.approx(
+        (expected.auc, expected.true_positive_rate, expected.false_positive_rate)
+    )
+    fit_events = [e for e in ctx.records.events(job.id) if e.type == "metrics" and e.data == fit]
+    assert len(fit_events) == 1
+
+    stored = _stored_lock(ctx, sc.key(FITTED_LOCK))
+    assert stored.manifest.threshold == fit["threshold"] == relock["lock"]["threshold"]
+    assert stored.manifest.threshold_fit == {k: v for k, v in fit.items() if k != "num_calibration"}
+    assert all(torch.equal(stored.tensors[k], v) for k, v in registry_lock.tensors.items())
+
+    assert evaluate["relocked"] is not None and evaluate["alpha"] == relock["alpha"] == 4.0
+    assert evaluate["lock"] == {"kind": "conditional", "sha256": stored.manifest.sha256,
+                                "threshold": fit["threshold"]}  # fmt: skip
+    assert sc.require("gate")["passed"] is True
+
+    published = f"models/{job.tenant}/{model_id_for(job.id)}/safetylock"
+    assert _stored_lock(ctx, published).manifest == stored.manifest
+    applied = json.loads(ctx.store.get_bytes(f"{published}/applied.json"))
+    assert applied == {"alpha": 4.0, "baked": False, "lock_sha256": stored.manifest.sha256}
+
+
+def test_a_head_bias_lock_goes_through_relock_unchanged(tmp_path, models, locks):
+    registry_lock = locks["head_bias"]
+    ctx, job, status = _run(tmp_path, models, registry_lock, "tuned")
+    assert status == "succeeded", [e.message for e in ctx.records.events(job.id)]
+    sc = StageContext(ctx, job.id)
+    relock = sc.require("relock")
+    assert relock["lock"]["fit"] is None and relock["lock"]["threshold"] is None
+    stored = _stored_lock(ctx, sc.key(FITTED_LOCK))
+    assert stored.manifest == registry_lock.manifest
+    assert sc.require("evaluate")["lock"] == {
+        "kind": "head_bias", "sha256": registry_lock.manifest.sha256, "threshold": None,
+    }
+    assert not [e for e in ctx.records.events(job.id) if e.data and "previous_threshold" in e.data]
+
+
+def test_a_fit_error_rejects_the_job_and_publishes_nothing(tmp_path, models, locks):
+    ctx, job, status = _run(tmp_path, models, locks["conditional"], "broken")
+    assert status == "failed"
+    record = ctx.records.get_job(job.id)
+    assert record.error.code == "gate_rejected" and "not finite on this model" in record.error.message
+    sc = StageContext(ctx, job.id)
+    gate = sc.require("gate")
+    assert gate["passed"] is False and gate["crashed_stage"] == "relock"
+    assert sc.output("relock") is None and sc.output("evaluate") is None
+    assert ctx.store.list(f"models/{job.tenant}/") == []
