@@ -73,7 +73,9 @@ def fitted_lock(sc: StageContext) -> Any:
 
     record = sc.require("relock")["lock"]
     prefix = sc.key(record["key"])
-    files = {name: sc.ctx.store.get_bytes(f"{prefix}/{name}") for name in (MANIFEST_FILE, TENSORS_FILE)}
+    files = {
+        name: sc.ctx.store.get_bytes(f"{prefix}/{name}") for name in (MANIFEST_FILE, TENSORS_FILE)
+    }
     digest = hashlib.sha256(files[MANIFEST_FILE]).hexdigest()
     if digest != record["manifest_sha256"]:
         raise LockIntegrityError(

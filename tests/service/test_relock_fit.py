@@ -72,7 +72,9 @@ def locks(tiny_llama, char_tokenizer, labelled_prompts, models):
     return {"conditional": conditional, "head_bias": head_bias}
 
 
-def _run(tmp_path, models, lock: MetaSafetyLock, trained: str) -> tuple[ServiceContext, JobRecord, str]:
+def _run(
+    tmp_path, models, lock: MetaSafetyLock, trained: str
+) -> tuple[ServiceContext, JobRecord, str]:
     """Publish `lock` as the base's production lock and run a job whose train stage is done."""
     ctx = ServiceContext(Settings(
         data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
@@ -145,7 +147,9 @@ def test_a_head_bias_lock_goes_through_relock_unchanged(tmp_path, models, locks)
     stored = _stored_lock(ctx, sc.key(FITTED_LOCK))
     assert stored.manifest == registry_lock.manifest
     assert sc.require("evaluate")["lock"] == {
-        "kind": "head_bias", "sha256": registry_lock.manifest.sha256, "threshold": None,
+        "kind": "head_bias",
+        "sha256": registry_lock.manifest.sha256,
+        "threshold": None,
     }
     assert not [e for e in ctx.records.events(job.id) if e.data and "previous_threshold" in e.data]
 
@@ -154,7 +158,9 @@ def test_a_fit_error_rejects_the_job_and_publishes_nothing(tmp_path, models, loc
     ctx, job, status = _run(tmp_path, models, locks["conditional"], "broken")
     assert status == "failed"
     record = ctx.records.get_job(job.id)
-    assert record.error.code == "gate_rejected" and "not finite on this model" in record.error.message
+    assert (
+        record.error.code == "gate_rejected" and "not finite on this model" in record.error.message
+    )
     sc = StageContext(ctx, job.id)
     gate = sc.require("gate")
     assert gate["passed"] is False and gate["crashed_stage"] == "relock"
