@@ -94,20 +94,21 @@ def _conditional_args(base, out, *extra):
     ]  # fmt: skip
 
 
-def test_create_conditional_then_show(app, chat_base, tmp_path):
+def test_create_conditional_then_show(app, chat_base, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETYLOCK_STORE_URL", (tmp_path / "store").as_uri())
     out = tmp_path / "lock"
     extra = ["--benign", str(chat_base / "benign.json"), "--heads", "3", "--position", "answer"]
-    result = runner.invoke(
-        app, _conditional_args(chat_base, out, *extra, "--calibration-size", "8")
-    )
+    extra += ["--calibration-size", "8", "--base-model-id", "tiny/chat", "--publish"]
+    result = runner.invoke(app, _conditional_args(chat_base, out, *extra))
     assert result.exit_code == 0, result.output
     assert "conditional lock with 3 heads" in result.output
+    assert "published tiny/chat@v1" in result.output
     lock = MetaSafetyLock.load(out)
     manifest = lock.manifest
     assert manifest.kind == "conditional" and manifest.num_selected == 3
     assert manifest.position == "answer" and manifest.num_calibration == 8
     assert manifest.default_alpha == 8.0  # the conditional preset's
-    assert len(manifest.base_model.fingerprint) == 64 and manifest.base_model.id == str(chat_base)
+    assert len(manifest.base_model.fingerprint) == 64 and manifest.base_model.id == "tiny/chat"
     carried = calibration_prompts(lock)
     assert {p.text for p in carried if p.harmful} <= set(HARMFUL_PROMPTS)
     assert {p.text for p in carried if not p.harmful} <= set(BENIGN_PROMPTS)
@@ -121,6 +122,9 @@ def test_create_conditional_then_show(app, chat_base, tmp_path):
     assert "head_effects" in shown.output and "probe accuracy" not in shown.output
     as_json = runner.invoke(app, ["lock", "show", str(out), "--json"])
     assert json.loads(as_json.output) == manifest.model_dump(mode="json")
+    registered = runner.invoke(app, ["lock", "show", "tiny/chat@v1"])  # the registry's view
+    assert registered.exit_code == 0, registered.output
+    assert "condition_layer" in registered.output and f"{manifest.threshold:.6g}" in registered.output
 
 
 @pytest.mark.parametrize(
