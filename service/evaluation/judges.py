@@ -253,6 +253,36 @@ def parse_judge_config(spec: str | dict | JudgeConfig | None) -> JudgeConfig:
         raise JudgeConfigError(f"bad judge config: {msg}") from e
 
 
+_SHORTHAND = re.compile(r"^(hf_classifier|llama_guard|openai):(.+)$", re.DOTALL)
+JUDGE_SETTING_FORMS = "'rules', 'hf_classifier:DIR', 'llama_guard:DIR', 'openai:MODEL@URL' or a JSON judge config"
+
+
+def parse_judge_setting(value: str) -> JudgeConfig:
+    """The judge `SAFETYLOCK_EVAL_JUDGE` names: one of `JUDGE_SETTING_FORMS`.
+
+    The JSON form is what `safetylock eval --judge` takes (needed for a label map or an
+    API key variable); the short forms cover the common cases.
+    """
+    text = value.strip()
+    if text == "rules":
+        return JudgeConfig()
+    if text.startswith("{"):
+        return parse_judge_config(text)
+    match = _SHORTHAND.match(text)
+    if match is None:
+        raise JudgeConfigError(f"unknown evaluation judge {value!r}; use {JUDGE_SETTING_FORMS}")
+    kind, target = match.groups()
+    if kind != "openai":
+        return JudgeConfig(kind=kind, path=target)
+    model, _, url = target.partition("@")
+    if not model or not url.startswith(("http://", "https://")):
+        raise JudgeConfigError(
+            f"evaluation judge {value!r}: write an OpenAI-compatible judge as 'openai:MODEL@URL', "
+            "e.g. 'openai:gpt-4o-mini@https://api.openai.com/v1'"
+        )
+    return JudgeConfig(kind="openai", url=url, model=model)
+
+
 def judge_from_config(spec: str | dict | JudgeConfig | None) -> Judge:
     """Build the judge a configuration names (see the module docstring)."""
     config = parse_judge_config(spec)

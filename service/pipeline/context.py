@@ -90,6 +90,13 @@ class StageContext:
     def cancel_requested(self) -> bool:
         return self.job.cancel_requested
 
+    def judge(self) -> Any:
+        """The evaluation judge `SAFETYLOCK_EVAL_JUDGE` names; one that cannot be built
+        raises, and the workflow rejects the job (the gate fails closed)."""
+        from service.evaluation.judges import judge_from_config
+
+        return judge_from_config(self.settings.judge_config)
+
 
 @dataclass(frozen=True)
 class FinalResult:

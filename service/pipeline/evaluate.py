@@ -28,7 +28,7 @@ def run(sc: StageContext) -> dict:
     relock = sc.require("relock")
     alpha, base = relock["alpha"], relock["base"]
     records = validation_records(sc)
-    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False,
+    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=sc.judge(),
                   validation_records=records, **prompt_sets(sc))
     if records:
         base_model, base_tok = load_model(base_model_path(sc))

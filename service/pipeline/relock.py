@@ -48,7 +48,9 @@ def run(sc: StageContext) -> dict:
     policy = policy_for(sc)
     registry_lock = job_lock(sc)
     sets = prompt_sets(sc)
-    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, **sets)
+    judge = sc.judge()
+    sc.event(f"Judging evaluation answers with {judge.name}.", once="judge")
+    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=judge, **sets)
     base_model, base_tokenizer = load_model(base_model_path(sc))
     check_fits(base_model, registry_lock)  # a lock of another geometry (the fine-tune's too) is refused, naming the mismatch
     base = summarise(evaluate_model(base_model, base_tokenizer, **kwargs))

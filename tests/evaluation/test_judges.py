@@ -16,6 +16,7 @@ from service.evaluation.judges import (
     OpenAIChatJudge,
     judge_from_config,
     parse_judge_config,
+    parse_judge_setting,
 )
 
 
@@ -244,3 +245,49 @@ def test_openai_judge_fails_closed(fake_endpoint):
         OpenAIChatJudge("http://127.0.0.1:9/v1", "m", max_retries=0, timeout_s=2).judge(
             ["a"], ["b"]
         )
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("rules", {"kind": "rules"}),
+    (" rules ", {"kind": "rules"}),
+    ("hf_classifier:/models/refusal-clf", {"kind": "hf_classifier", "path": "/models/refusal-clf"}),
+    ("llama_guard:/models/guard", {"kind": "llama_guard", "path": "/models/guard"}),
+    ("openai:judge-1@http://127.0.0.1:9/v1", {"kind": "openai", "model": "judge-1", "url": "http://127.0.0.1:9/v1"}),
+    ('{"kind": "openai", "url": "https://h/v1", "model": "m", "api_key_env": "K"}',
+     {"kind": "openai", "url": "https://h/v1", "model": "m", "api_key_env": "K"}),
+])
+def test_judge_setting_selects_the_judge(value, expected):
+    config = parse_judge_setting(value)
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("gpt-4", "unknown evaluation judge 'gpt-4'; use 'rules', 'hf_classifier:DIR'"),
+    ("", "unknown evaluation judge ''"),
+    ("Rules", "unknown evaluation judge"),
+    ("classifier:/x", "unknown evaluation judge"),
+    ("hf_classifier:", "unknown evaluation judge"),
+    ("openai:http://127.0.0.1:9/v1", "write an OpenAI-compatible judge as 'openai:MODEL@URL'"),
+    ("openai:m@ftp://host", "write an OpenAI-compatible judge as 'openai:MODEL@URL'"),
+    ('{"kind": "magic"}', "bad judge config: kind"),
+    ("{not json", "not valid JSON"),
+])
+def test_judge_setting_refuses_unknown_values(value, message):
+    with pytest.raises(JudgeConfigError, match=message):
+        parse_judge_setting(value)
+
+
+def test_settings_refuse_an_unknown_judge_and_build_the_named_one(classifier_dir):
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match="SAFETYLOCK_EVAL_JUDGE: unknown evaluation judge 'vibes'"):
+        Settings(eval_judge="vibes")
+    assert Settings().judge_config.kind == "rules"
+    assert isinstance(judge_from_config(Settings().judge_config), RuleJudge)
+    built = judge_from_config(Settings(eval_judge=f"hf_classifier:{classifier_dir}").judge_config)
+    assert isinstance(built, HFClassifierJudge)
+    remote = judge_from_config(Settings(eval_judge="openai:judge-1@http://127.0.0.1:9/v1").judge_config)
+    assert isinstance(remote, OpenAIChatJudge) and remote.name == "openai:judge-1"
+    assert remote.url == "http://127.0.0.1:9/v1/chat/completions"  # built only: nothing is sent
