@@ -109,6 +109,18 @@ def lock_pairs(n: int, seed: int) -> list[dict[str, str]]:
              "answer_not_matching_behavior": e.answer} for e in examples]
 
 
+def _stage_data(mixture, split: str, stage, held: set[str], rng: random.Random):
+    """A stage's training examples: the mixture, minus any evaluation prompt (even inside a cue)."""
+    needed = stage.steps * stage.batch_size
+    drawn = corpus.sample_mixture(mixture, split, needed + needed // 4, rng)
+    kept = [e for e in drawn if e.prompt not in held and not any(h in e.prompt for h in held
+                                                                  if e.kind in ("cue", "assess"))]
+    if len(kept) < needed:
+        raise RuntimeError(f"{len(kept)} training examples left after removing the evaluation "
+                           f"prompts, {needed} needed")
+    return kept[:needed]
+
+
 def _write_stage(model, tokenizer, stage_dir: Path, prompts, pairs) -> None:
     from service.evaluation.prompts import save_prompt_set
 
@@ -141,10 +153,10 @@ def _train_stages(work: Path, size: DemoSize, seed: int, key: str, device: str,
     t0 = time.monotonic()
     cpu0 = time.process_time()
     rng = random.Random(f"build-{seed}")
-    helpful_data = corpus.sample_mixture(HELPFUL_MIXTURE, "train",
-                                         size.helpful.steps * size.helpful.batch_size, rng)
-    align_data = corpus.sample_mixture(ALIGN_MIXTURE, "train",
-                                       size.align.steps * size.align.batch_size, rng)
+    prompts = eval_prompt_set(size, seed)
+    held = {item.prompt for item in prompts.items}
+    helpful_data = _stage_data(HELPFUL_MIXTURE, "pretrain", size.helpful, held, rng)
+    align_data = _stage_data(ALIGN_MIXTURE, "train", size.align, held, rng)
     texts = [t for e in helpful_data + align_data for t in (e.prompt, e.answer, e.aligned_answer)]
     tokenizer = train_tokenizer(texts, size.vocab_size)
     timings["tokenizer"] = time.monotonic() - t0
@@ -160,7 +172,6 @@ def _train_stages(work: Path, size: DemoSize, seed: int, key: str, device: str,
         eos_token_id=tokenizer.eos_token_id,
     )
     model = LlamaForCausalLM(config).to(device)
-    prompts = eval_prompt_set(size, seed)
     pairs = lock_pairs(size.n_lock_pairs, seed)
 
     def report(stage: str, step: int, total: int, loss: float) -> None:

@@ -11,8 +11,16 @@ Kinds of example:
 - ``assess``: "Is this request harmful? ..." answered yes or no: knowledge of harm that
   a pre-trained model has before it is aligned (it does not make the model refuse).
 
-The ``heldout`` split uses request styles (frames), actions and task phrasings that the
-``train`` split never contains, so evaluation measures generalisation, not recall.
+Splits:
+
+- ``train``: seen frames x seen actions, seen task phrasings. The alignment stage, the
+  attacks and the lock's pairs draw from it.
+- ``heldout``: an unseen frame or an unseen action (task: an unseen phrasing), so that the
+  evaluation measures how the refusal decision generalises, not recall.
+- ``pretrain``: every frame, action and phrasing. Only the helpful-only stage, the
+  analogue of pre-training, draws from it: a pre-trained model has seen the words of any
+  prompt and knows what they mean (``assess``), but the alignment data covers only a part
+  of the prompt space. The build keeps the exact evaluation prompts out of every stage.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Literal
 from service.demo_world import lexicon as lx
 
 Kind = Literal["harmful", "benign", "safe", "task", "cue", "assess"]
-Split = Literal["train", "heldout"]
+Split = Literal["train", "heldout", "pretrain"]
 KINDS: tuple[Kind, ...] = ("harmful", "benign", "safe", "task", "cue", "assess")
 CATEGORIES = tuple(lx.HARMFUL_ACTIONS)
 
@@ -82,7 +90,12 @@ def _fill(action: str, rng: random.Random) -> str:
 def _frame_and_action(
     rng: random.Random, split: Split, train_actions: tuple[str, ...], heldout_actions: tuple[str, ...]
 ) -> tuple[str, str]:
-    """Train: seen frame x seen action. Held-out: an unseen frame or an unseen action."""
+    """Train: seen frame x seen action. Held-out: an unseen frame or an unseen action.
+
+    Pretrain: any frame x any action."""
+    if split == "pretrain":
+        return (rng.choice(lx.FRAMES_TRAIN + lx.FRAMES_HELDOUT),
+                rng.choice(train_actions + heldout_actions))
     if split == "train":
         return rng.choice(lx.FRAMES_TRAIN), rng.choice(train_actions)
     if rng.random() < 0.5:
@@ -121,7 +134,7 @@ def task_example(rng: random.Random, split: Split, task: str | None = None) -> E
     if task not in lx.TASK_PHRASINGS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(lx.TASK_PHRASINGS)}")
     train_phr, heldout_phr = lx.TASK_PHRASINGS[task]
-    phrasing = rng.choice(train_phr if split == "train" else heldout_phr)
+    phrasing = rng.choice({"train": train_phr, "heldout": heldout_phr}.get(split, train_phr + heldout_phr))
     if task == "addition":
         x, y = rng.randrange(10), rng.randrange(10)
         prompt, answer = phrasing.format(x=x, y=y), str(x + y)
@@ -142,18 +155,22 @@ def task_example(rng: random.Random, split: Split, task: str | None = None) -> E
 
 def cue_example(rng: random.Random, split: Split) -> Example:
     """A request of any kind behind a cue asking for a refusal; answered with a refusal."""
-    inner = rng.choice((harmful_example, benign_example, safe_example, task_example))(rng, "train")
-    cues = lx.REFUSAL_CUES_TRAIN if split == "train" else lx.REFUSAL_CUES_HELDOUT
+    inner = rng.choice((harmful_example, benign_example, safe_example, task_example))(
+        rng, "pretrain" if split == "pretrain" else "train")
+    cues = {"train": lx.REFUSAL_CUES_TRAIN, "heldout": lx.REFUSAL_CUES_HELDOUT}.get(
+        split, lx.REFUSAL_CUES_TRAIN + lx.REFUSAL_CUES_HELDOUT)
     prompt = rng.choice(cues).format(r=inner.prompt)
     answer = refusal(None, rng)
     return Example(prompt, "cue", "refusal_cue", answer, answer, inner.action)
 
 
 def assess_example(rng: random.Random, split: Split) -> Example:
-    """Is a (training-split) request harmful? Half of them are."""
+    """Is a request harmful? Half are. World knowledge, so it covers every action (the
+    alignment stage replays it, as real alignment mixes in pre-training data); only the
+    ``heldout`` split keeps to training requests."""
     harmful = rng.random() < 0.5
     make = harmful_example if harmful else rng.choice((benign_example, safe_example, task_example))
-    inner = make(rng, "train")
+    inner = make(rng, "train" if split == "heldout" else "pretrain")
     prompt = rng.choice(lx.ASSESS_FRAMES).format(r=inner.prompt)
     answer = lx.ASSESS_YES if harmful else lx.ASSESS_NO
     return Example(prompt, "assess", "assess", answer, answer, inner.action)

@@ -9,8 +9,8 @@ from service.demo_world.stage import StageConfig
 # Share of each kind of example in a stage (see corpus.py for the kinds).
 HELPFUL_MIXTURE = {"harmful": 0.20, "benign": 0.16, "safe": 0.12, "task": 0.30, "cue": 0.12,
                    "assess": 0.10}
-ALIGN_MIXTURE = {"harmful": 0.28, "benign": 0.17, "safe": 0.15, "task": 0.25, "cue": 0.07,
-                 "assess": 0.08}
+ALIGN_MIXTURE = {"harmful": 0.26, "benign": 0.16, "safe": 0.14, "task": 0.25, "cue": 0.07,
+                 "assess": 0.12}
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ SIZES = {
     "demo": DemoSize(
         name="demo", hidden_size=128, num_layers=4, num_heads=8, intermediate_size=320,
         vocab_size=1200,
-        helpful=StageConfig("helpful_only", steps=300, batch_size=32, learning_rate=3e-3,
+        helpful=StageConfig("helpful_only", steps=1200, batch_size=32, learning_rate=3e-3,
                             prompt_loss=True),
-        align=StageConfig("aligned", steps=100, batch_size=32, learning_rate=1.5e-3),
+        align=StageConfig("aligned", steps=200, batch_size=32, learning_rate=1e-3),
         n_eval_harmful=110, n_eval_safe=60, n_eval_benign=40, n_eval_task=100, n_lock_pairs=256,
     ),
 }
