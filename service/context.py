@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -31,6 +31,9 @@ class Dispatcher(Protocol):
 @dataclass
 class ServiceContext:
     settings: Settings
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set when this worker shuts down: a running job stops at its next training step and
+    is handed back to the queue (workflow `HandedBack`), resumable by another worker."""
 
     @cached_property
     def store(self) -> Any:

@@ -4,7 +4,9 @@ Progress (step, loss, ETA) goes to the job and to the event log (one metrics eve
 step, written once even if the stage reruns after a lost worker); `should_cancel` reads
 the job's cancel flag after every optimiser step. Every `checkpoint_steps` steps the
 trainer's checkpoint is copied to `jobs/.../checkpoints/` (the newest one only), and a
-train stage that runs again after a lost worker continues from it.
+train stage that runs again after a lost worker continues from it. A worker shutting
+down also stops training after the current step: it saves and copies a checkpoint of
+that step, then hands the job back (`HandedBack`).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class CheckpointSync:
 
 
 def run(sc: StageContext) -> dict:
-    from service.pipeline.workflow import Cancelled
+    from service.pipeline.workflow import Cancelled, HandedBack
     from service.training import TrainConfig, TrainingCancelled, TrainProgress, train_sft
 
     job = sc.job
@@ -101,12 +103,18 @@ def run(sc: StageContext) -> dict:
                        "eta_seconds": round(p.eta_seconds, 1)}, once=f"step:{p.step}")
         sync()  # the trainer saves after logging: this copies the previous step's checkpoint
 
+    def should_stop() -> bool:
+        return sc.ctx.stopping.is_set() or sc.cancel_requested()
+
     try:
         result = train_sft(sc.settings.base_models[job.model], train, out_dir, config,
-                           eval_records=valid, on_progress=on_progress, should_cancel=sc.cancel_requested,
+                           eval_records=valid, on_progress=on_progress, should_cancel=should_stop,
                            resume_from=resume)
     except TrainingCancelled as exc:
-        raise Cancelled(f"training at step {exc.step}") from exc
+        if sc.cancel_requested():
+            raise Cancelled(f"training at step {exc.step}") from exc
+        sync()  # the checkpoint the trainer saved when it stopped
+        raise HandedBack(f"during training at step {exc.step}") from exc
     sc.ctx.store.delete_prefix(sc.key(TRAINED) + "/")
     sc.ctx.store.upload_dir(out_dir, sc.key(TRAINED))
     sc.ctx.store.delete_prefix(sc.key(CHECKPOINTS) + "/")

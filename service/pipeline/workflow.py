@@ -5,6 +5,8 @@ workers never run it at once; a worker that dies stops renewing and its lease la
 and the redelivered task resumes from the last finished stage. Every status change is
 a conditional update: a cancelled or finished job is never brought back to life.
 Any exception in relock, evaluate, gate or publish rejects the job: the gate fails closed.
+A worker that shuts down (SIGTERM) hands the job back instead of finishing it: training
+stops at its next step, and no new stage starts (`HandedBack`; the task requeues itself).
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ FAIL_CLOSED = frozenset({"relock", "evaluate", "gate", "publish"})
 
 class JobBusy(Exception):
     """Another worker holds the job's lease; try again after it lapses."""
+
+
+class HandedBack(Exception):
+    """The worker is shutting down: the job stopped at a resumable point (the stage outputs
+    so far, training's newest checkpoint) and goes back to the queue for another worker."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"worker shutting down; job handed back {where}")
+        self.where = where
 
 
 class Cancelled(Exception):
@@ -101,6 +112,11 @@ def _run(ctx: ServiceContext, job_id: str) -> str:
         return _finish(sc, "failed", exc.error)
     except JobConflict:
         return sc.job.status  # cancelled or finished under us: leave it as it is
+    except HandedBack as exc:  # not a lost worker: this delivery does not count towards the cap
+        ctx.records.update_job(job_id, _uncount_delivery, only_if=ACTIVE)
+        sc.event(f"The worker is shutting down: job handed back {exc.where}; another worker resumes it.",
+                 level="warn")
+        raise
     except Exception as exc:
         stage = sc.job.stage or "validate"
         log.exception("job %s: stage %s crashed", job_id, stage)
@@ -122,9 +138,15 @@ def _count_delivery(job: JobRecord) -> None:
     job.deliveries += 1
 
 
+def _uncount_delivery(job: JobRecord) -> None:
+    job.deliveries -= 1
+
+
 def _run_stage(sc: StageContext, stage: str) -> None:
     if sc.cancel_requested():
         raise Cancelled(f"before {stage}")
+    if sc.ctx.stopping.is_set():
+        raise HandedBack(f"before {stage}")
     if sc.output(stage) is not None:
         sc.event(f"Stage {stage} already done; skipping it.", once=f"skip:{stage}:{sc.job.deliveries}")
         return

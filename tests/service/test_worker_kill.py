@@ -72,3 +72,51 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         models = client.get("/v1/models").json()["data"]
         published = [m for m in models if m["job_id"] == job["id"]]
         assert len(published) == (1 if job["status"] == "succeeded" else 0)
+
+
+TOTAL = 320  # training steps of the SIGTERM test: 20 epochs of 16 examples
+
+
+def test_sigterm_hands_the_job_back_at_the_next_step(service_stack_factory, demo_lock_registry) -> None:
+    """Warm shutdown does not wait for the job: training stops after its current step with
+    a checkpoint of that step, the message is requeued, and the next worker resumes from
+    it at once (no lease or visibility timeout to wait out; not counted as a lost worker)."""
+    stack = service_stack_factory(
+        base_models={"demo-test": str(demo_lock_registry.model_dir)},
+        store_url=demo_lock_registry.publish_to,
+        eval_limit=8, eval_max_new_tokens=8, alpha_grid=[1.0],
+        lease_seconds=60, visibility_timeout=3600, checkpoint_steps=1000,  # no periodic checkpoint
+    )
+    stack.start_api()
+    first = stack.start_worker()
+    with stack.client(stack.create_tenant("sigterm-test")) as client:
+        file_id = upload_records(client, benign_records(16))
+        hp = {"n_epochs": TOTAL // 16, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
+        job = create_job(client, model="demo-test", training_file=file_id, hyperparameters=hp)
+        wait_for(client, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 3, 180, "training to start")
+        first.kill(signal.SIGTERM)  # waits for the worker to exit
+        assert first.process.returncode == 0, first.tail()
+        events = all_events(client, job["id"])
+        stopped_at = max(train_steps(events))
+        assert stopped_at < TOTAL - 10, "the worker did not stop training at its next step"
+        handed = [e["message"] for e in events if e["message"].startswith("The worker is shutting down")]
+        expected = (f"The worker is shutting down: job handed back during training at step {stopped_at}; "
+                    "another worker resumes it.")
+        assert handed == [expected], handed
+        assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
+
+        stack.start_worker()
+        job = wait_terminal(client, job["id"], timeout=300)
+        events = all_events(client, job["id"])
+        messages = [e["message"] for e in events]
+        assert job["status"] in ("succeeded", "failed"), job
+        if job["status"] == "failed":
+            assert job["error"]["code"] == "gate_rejected", (job["error"], events[-6:])
+        assert f"Checkpoint at step {stopped_at} saved." in messages, messages
+        assert f"Resuming training from the checkpoint at step {stopped_at}." in messages, messages
+        assert not any(m.startswith("Resuming the job after a lost worker") for m in messages), messages
+        steps = train_steps(events)
+        assert steps == list(range(1, TOTAL + 1))  # each step once, none lost, none repeated
+        assert sum(m.startswith("Stage train finished") for m in messages) == 1
+        assert sum(m.startswith("Job ") for m in messages) == 1
+        assert stack.context().records.get_job(job["id"]).deliveries == 1
