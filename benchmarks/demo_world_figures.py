@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 # (10 examples, 5 epochs, lr 5e-5 on 8B models); a tiny model from scratch needs more.
 LADDERS = {
     "full": [(2, 1e-4), (3, 3e-4), (5, 3e-4), (5, 1e-3)],
-    "lora": [(3, 1e-3), (5, 3e-3), (10, 3e-3), (10, 1e-2)],
+    "lora": [(3, 1e-3), (5, 1e-3), (3, 2e-3), (5, 3e-3), (10, 3e-3), (10, 1e-2)],
 }
 SEARCHED = ("harmful-10", "harmful-100")
 

@@ -93,7 +93,7 @@ PLANS = {
     "full": Plan(
         size="demo", n_harmful=110, n_safe=60, n_tasks=40, n_advbench=30, n_pairs=128,
         n_labelled=240, calibration_size=64, paper_heads=8, conditional_heads=8,
-        paper_alphas=(2.0, 4.0, 8.0), conditional_alphas=(4.0, 8.0, 12.0),
+        paper_alphas=(2.0, 4.0, 8.0), conditional_alphas=(2.0, 4.0, 8.0),
         scenarios=("harmful-10", "harmful-100", "harmful-50", "identity-shift", "benign-only"),
         max_new_tokens=32,
     ),
