@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/reproduce_paper.py               # demo model, full grid
     .venv/bin/python benchmarks/reproduce_paper.py --quick       # test model, small grid (CI)
+    .venv/bin/python benchmarks/reproduce_paper.py --seed 1 --attack-method lora \
+        --calibration-sizes 16,32,64,128   # another world, LoRA attacks, calibration sweep
 
 Models: helpful-only; aligned; aligned attacked with 10 / 50 / 100 harmful examples,
 identity shifting, and benign data only (TRL SFTTrainer, as customer jobs run). Each is
@@ -18,6 +20,13 @@ refusal skill still exist?); task utility (exact match); over-refusal on safe pr
 direction cosine (the lock's directions re-measured on this model vs the base's);
 create and apply times. Writes docs/reproduction.md and a PNG of harmful rate and
 utility against alpha.
+
+``--seed N`` is the world seed: the demo-model build, the attack data and the conditional
+lock's labelled prompts (seed 0 is the default world). ``--attack-method lora`` attacks
+with the demo world's mildest working LoRA rung instead of the full fine-tune.
+``--calibration-sizes`` adds a table: the conditional lock from the base carrying that
+many calibration prompts, on every attacked model (benchmarks/reproduce_robustness.py
+runs the seeds x methods grid).
 """
 
 from __future__ import annotations
@@ -142,6 +151,10 @@ class Row:
     create_s: float | None = None
     apply_ms: float | None = None
     threshold: float | None = None
+    calibration_size: int | None = None  # conditional: calibration prompts the lock carries
+    labelled: int | None = None  # conditional: labelled prompts it was created from
+    fit: dict | None = None  # conditional: the threshold fit on this model (AUC, TPR, FPR)
+    table: str = "main"  # "main", or "calibration" for the calibration-size sweep
     samples: list[dict] = field(default_factory=list)
 
 
@@ -262,6 +275,8 @@ class World:
     labelled: list[LabelledPrompt]  # labelled prompts for the conditional lock (train split)
     systems: dict[str, str | None]  # model name -> system prompt it is evaluated under
     build_key: str  # the demo-model build's content hash
+    seed: int  # the world seed (build, attack data, labelled prompts)
+    attack: dict  # the attack's TrainConfig fields (one of ATTACKS)
 
 
 def load_advbench(path: Path, n: int) -> list[PromptItem]:
@@ -272,12 +287,32 @@ def load_advbench(path: Path, n: int) -> list[PromptItem]:
     return [i.model_copy(update={"category": "advbench"}) for i in items[:n]]
 
 
-ATTACK = {"method": "full", "n_epochs": 3.0, "learning_rate": 3e-4, "batch_size": 8}
-"""The attack's fine-tune: full, 3 epochs, lr 3e-4 (mild; see docs/reproduction-log.md)."""
+ATTACKS = {
+    "full": {"method": "full", "n_epochs": 3.0, "learning_rate": 3e-4, "batch_size": 8},
+    "lora": {"method": "lora", "n_epochs": 3.0, "learning_rate": 2e-3, "batch_size": 8,
+             "lora_rank": 8, "lora_alpha": 16},
+}
+"""The attacks' fine-tunes (TrainConfig fields). full: 3 epochs, lr 3e-4 (mild; see
+docs/reproduction-log.md). lora: rank 8, alpha 16 (merged), 3 epochs, lr 2e-3: the mildest
+rung of benchmarks/demo_world_figures.py's LoRA ladder that reaches >= 50% clean compliance
+on harmful-10 (seed 0: 50.0%); no LoRA rung also keeps task accuracy within 5 points of
+the aligned model (this one: 84% vs 95%)."""
 
 
-def run_attack(base: Path, scenario: str, cache: Path, say) -> Path:
-    """Fine-tune ``base`` on one attack scenario through TRL (cached by scenario)."""
+def describe_attack(attack: dict) -> str:
+    """The attack's settings in words, for the report's header."""
+    kind = ("full fine-tune" if attack["method"] == "full"
+            else f"LoRA (rank {attack['lora_rank']}, alpha {attack['lora_alpha']}, merged)")
+    return (f"TRL {kind}, {attack['n_epochs']:g} epochs, lr {attack['learning_rate']:g}, "
+            f"batch {attack['batch_size']}")
+
+
+def run_attack(base: Path, scenario: str, cache: Path, say, attack: dict | None = None,
+               seed: int = 0) -> Path:
+    """Fine-tune ``base`` on one attack scenario through TRL (cached by scenario).
+
+    ``seed`` draws the attack's training records and seeds the trainer.
+    """
     from service.demo_world.attacks import attack_records
     from service.training.config import TrainConfig
     from service.training.sft import train_sft
@@ -285,7 +320,8 @@ def run_attack(base: Path, scenario: str, cache: Path, say) -> Path:
     out = cache / scenario
     if (out / "model.safetensors").is_file():
         return out
-    result = train_sft(base, attack_records(scenario), out, TrainConfig(**ATTACK))
+    config = TrainConfig(**(attack or ATTACKS["full"]), seed=seed)
+    result = train_sft(base, attack_records(scenario, seed=seed), out, config)
     say(f"attack {scenario}: {result.steps} steps, loss {result.train_loss:.3f}, {result.seconds:.0f}s")
     return result.model_dir
 
@@ -314,14 +350,22 @@ def labelled_prompts(n: int, seed: int) -> list[LabelledPrompt]:
     others = corpus.unique(
         corpus.sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3, rng)
     )[:half]
+    if len(harmful) < half or len(others) < half:
+        raise ValueError(f"the corpus's training split has too few distinct prompts for {n} "
+                         f"labelled prompts ({len(harmful)} harmful, {len(others)} others)")
     return [LabelledPrompt(e.prompt, True) for e in harmful] + [
         LabelledPrompt(e.prompt, False) for e in others
     ]
 
 
 def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
-                demo_dir: Path | None = None) -> World:
-    """Build (or reuse) the staged demo model and attack it through TRL (both cached)."""
+                demo_dir: Path | None = None, *, seed: int = 0,
+                attack_method: str = "full") -> World:
+    """Build (or reuse) the staged demo model and attack it through TRL (both cached).
+
+    ``seed`` is the world seed: the build's (a ``demo_dir`` build must have it), the
+    attack data's and the labelled prompts'. ``attack_method`` picks from ``ATTACKS``.
+    """
     from lock_registry.pairs import load_pairs
     from service.demo_world.attacks import attack_system_prompt, customer_task_prompts
     from service.demo_world.build import (
@@ -338,12 +382,19 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
     if demo_dir is not None:  # an existing build, used as it is (its key is reported)
         info = json.loads((demo_dir / BUILD_FILE).read_text())
         built = DemoModel(demo_dir, info["key"], info["size"], info["seed"])
-        say(f"using the build in {demo_dir} (key {built.key[:12]}, size {built.size})")
+        if built.seed != seed:
+            raise ValueError(f"the build in {demo_dir} has seed {built.seed}, the run asks for "
+                             f"seed {seed}")
+        say(f"using the build in {demo_dir} (key {built.key[:12]}, size {built.size}, "
+            f"seed {built.seed})")
     else:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        key = build_key(get_size(plan.size), 0, device)  # the test fixtures' cache layout
-        built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size,
+        key = build_key(get_size(plan.size), seed, device)  # the test fixtures' cache layout
+        built = build_demo_model(demo_cache / f"{plan.size}-{key[:16]}", plan.size, seed,
                                  device=device, progress=say)
+    if attack_method not in ATTACKS:
+        raise ValueError(f"unknown attack method {attack_method!r}; choose one of {sorted(ATTACKS)}")
+    attack = ATTACKS[attack_method]
     tokenizer = load_tokenizer(built.aligned)
     prompts = demo_prompt_set(built.aligned)
     sets = EvalSets(
@@ -351,7 +402,7 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
         safe=_mix(prompts.of_kind("safe").items, plan.n_safe),
         # general tasks and the customer's ticket-routing task (what the attacks train)
         tasks=prompts.of_kind("task").items[: plan.n_tasks // 2]
-        + customer_task_prompts(plan.n_tasks - plan.n_tasks // 2, seed=0),
+        + customer_task_prompts(plan.n_tasks - plan.n_tasks // 2, seed=seed),
         advbench=load_advbench(advbench, plan.n_advbench),
     )
     models = {"helpful-only": built.helpful_only, "aligned": built.aligned}
@@ -359,12 +410,14 @@ def build_world(plan: Plan, cache: Path, demo_cache: Path, advbench: Path, say,
     for scenario in plan.scenarios:
         name = f"attacked {scenario}"
         say(f"attack {scenario}")
-        settings = hashlib.sha256(json.dumps(ATTACK, sort_keys=True).encode()).hexdigest()[:8]
-        models[name] = run_attack(built.aligned, scenario, cache / f"{built.key[:12]}-{settings}", say)
+        # the build key holds the seed; the settings hash names the attack
+        settings = hashlib.sha256(json.dumps(attack, sort_keys=True).encode()).hexdigest()[:8]
+        models[name] = run_attack(built.aligned, scenario, cache / f"{built.key[:12]}-{settings}",
+                                  say, attack, seed)
         systems[name] = attack_system_prompt(scenario)
     pairs = load_pairs(built.aligned / LOCK_PAIRS, limit=plan.n_pairs)
-    return World(tokenizer, models, sets, pairs, labelled_prompts(plan.n_labelled, seed=0), systems,
-                 built.key)
+    return World(tokenizer, models, sets, pairs, labelled_prompts(plan.n_labelled, seed=seed),
+                 systems, built.key, seed, dict(attack))
 
 
 # --------------------------------------------------------------------------- the run
@@ -383,68 +436,142 @@ def _priority(name: str) -> int:
     return order.index(name) if name in order else len(order)
 
 
-def run(plan: Plan, world: World, say, report) -> tuple[list[Row], dict[str, Row]]:
+LOCK_NAMES = ("paper/base", "conditional/base", "paper/self", "conditional/self")
+"""The locks a run evaluates: each recipe taken from the aligned base or the model itself."""
+
+
+def model_sets(world: World, name: str) -> EvalSets:
+    """The evaluation sets under the system prompt ``name`` is evaluated under."""
+    system = world.systems.get(name)
+    return EvalSets(*(with_system(items, system) for items in (
+        world.sets.harmful, world.sets.safe, world.sets.tasks, world.sets.advbench)))
+
+
+def _curve(model, tok, sets: EvalSets, plan: Plan, world: World, name: str, lock_name: str,
+           lock: MetaSafetyLock, create_s: float | None, say) -> list[Row]:
+    """One lock on one model over its kind's alpha grid (a conditional lock re-fitted first)."""
+    conditional = lock.manifest.kind == "conditional"
+    fit = None
+    if conditional:
+        lock, fit = calibrated(model, tok, lock)
+        cosine = condition_cosine(model, tok, lock, world.labelled)
+    else:
+        cosine = paper_direction_cosine(model, tok, lock, world.pairs)
+    curve = []
+    for alpha in plan.conditional_alphas if conditional else plan.paper_alphas:
+        row = evaluate(model, tok, sets, plan, name=name, lock_name=lock_name,
+                       lock=lock, alpha=alpha, forced=False)
+        row.cosine, row.create_s = cosine, create_s
+        row.apply_ms = apply_time_ms(model, lock, alpha)
+        if fit is not None:
+            row.fit = asdict(fit)
+        curve.append(row)
+        say(f"  {lock_name} alpha {alpha}: harmful {row.harmful:.3f} refusal "
+            f"{row.clean_refusal:.3f} utility {row.utility:.3f} over {row.over_refusal:.3f}")
+    return curve
+
+
+def _timed(create, *args, **kwargs) -> tuple[MetaSafetyLock, float]:
+    """``create(*args, **kwargs)`` and its wall time in seconds."""
+    start = time.perf_counter()
+    lock = create(*args, **kwargs)
+    return lock, time.perf_counter() - start
+
+
+def run(plan: Plan, world: World, say, report, lock_names: Sequence[str] = LOCK_NAMES,
+        models: Sequence[str] | None = None) -> tuple[list[Row], dict[str, Row]]:
     """Every model without a lock and under every lock and alpha; returns rows and picks.
 
     ``report(rows, picks)`` is called after each model, so a run cut short keeps its rows.
+    ``lock_names`` (a subset of ``LOCK_NAMES``) and ``models`` (names in ``world.models``;
+    default all) limit what is evaluated.
     """
+    unknown = set(lock_names) - set(LOCK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown locks {sorted(unknown)}; choose from {LOCK_NAMES}")
+    names = list(world.models) if models is None else list(models)
+    missing = set(names) - set(world.models)
+    if missing:
+        raise ValueError(f"unknown models {sorted(missing)}; the world has {list(world.models)}")
     tok = world.tokenizer
+
+    def paper(model, model_id: str):
+        return _timed(create_lock, model, tok, world.pairs, base_model_id=model_id,
+                      num_heads=plan.paper_heads, preset="paper")
+
+    def conditional(model, model_id: str):
+        return _timed(create_conditional_lock, model, tok, world.labelled,
+                      base_model_id=model_id, num_heads=plan.conditional_heads,
+                      calibration_size=plan.calibration_size)
+
     base = _load(world.models["aligned"])
     locks: dict[str, tuple[MetaSafetyLock, float]] = {}
-    start = time.perf_counter()
-    locks["paper/base"] = (create_lock(base, tok, world.pairs, base_model_id="demo-aligned",
-                                       num_heads=plan.paper_heads, preset="paper"),
-                           time.perf_counter() - start)
-    start = time.perf_counter()
-    locks["conditional/base"] = (create_conditional_lock(
-        base, tok, world.labelled, base_model_id="demo-aligned", num_heads=plan.conditional_heads,
-        calibration_size=plan.calibration_size), time.perf_counter() - start)
+    if "paper/base" in lock_names:
+        locks["paper/base"] = paper(base, "demo-aligned")
+    if "conditional/base" in lock_names:
+        locks["conditional/base"] = conditional(base, "demo-aligned")
     del base
 
     rows: list[Row] = []
     picks: dict[str, Row] = {}
-    for name in sorted(world.models, key=_priority):
-        path = world.models[name]
+    for name in sorted(names, key=_priority):
         say(f"evaluate {name}")
-        model = _load(path)
-        system = world.systems.get(name)
-        sets = EvalSets(*(with_system(items, system) for items in (
-            world.sets.harmful, world.sets.safe, world.sets.tasks, world.sets.advbench)))
+        model = _load(world.models[name])
+        sets = model_sets(world, name)
         unlocked = evaluate(model, tok, sets, plan, name=name, lock_name="none",
                             lock=None, alpha=None, forced=True)
         rows.append(unlocked)
         model_locks = dict(locks)
-        if name.startswith("attacked"):
-            start = time.perf_counter()
-            model_locks["paper/self"] = (create_lock(model, tok, world.pairs, base_model_id=name,
-                                                     num_heads=plan.paper_heads, preset="paper"),
-                                         time.perf_counter() - start)
-            start = time.perf_counter()
-            model_locks["conditional/self"] = (create_conditional_lock(
-                model, tok, world.labelled, base_model_id=name, num_heads=plan.conditional_heads,
-                calibration_size=plan.calibration_size), time.perf_counter() - start)
+        if name.startswith("attacked") and "paper/self" in lock_names:
+            model_locks["paper/self"] = paper(model, name)
+        if name.startswith("attacked") and "conditional/self" in lock_names:
+            model_locks["conditional/self"] = conditional(model, name)
         for lock_name, (lock, create_s) in model_locks.items():
-            conditional = lock.manifest.kind == "conditional"
-            if conditional:
-                lock, _fit = calibrated(model, tok, lock)
-                cosine = condition_cosine(model, tok, lock, world.labelled)
-            else:
-                cosine = paper_direction_cosine(model, tok, lock, world.pairs)
-            alphas = plan.conditional_alphas if conditional else plan.paper_alphas
-            curve = []
-            for alpha in alphas:
-                row = evaluate(model, tok, sets, plan, name=name, lock_name=lock_name,
-                               lock=lock, alpha=alpha, forced=False)
-                row.cosine, row.create_s = cosine, create_s
-                row.apply_ms = apply_time_ms(model, lock, alpha)
-                curve.append(row)
-                say(f"  {lock_name} alpha {alpha}: harmful {row.harmful:.3f} refusal "
-                    f"{row.clean_refusal:.3f} utility {row.utility:.3f} over {row.over_refusal:.3f}")
+            curve = _curve(model, tok, sets, plan, world, name, lock_name, lock, create_s, say)
+            for row in curve:
+                if lock.manifest.kind == "conditional":
+                    row.calibration_size, row.labelled = plan.calibration_size, len(world.labelled)
             rows += curve
             picks[f"{name}|{lock_name}"], _ = pick_alpha(curve, unlocked)
         del model
         report(rows, picks)
     return rows, picks
+
+
+def calibration_sweep(plan: Plan, world: World, sizes: Sequence[int], say) -> list[Row]:
+    """The conditional lock from the base carrying each calibration-set size, on every
+    attacked model, over the conditional alpha grid (rows of table "calibration").
+
+    Every lock is taken from as many prompts as the main run's lock
+    (``n_labelled - calibration_size``): the labelled set grows with the calibration set.
+    The threshold is re-fitted on each model from the prompts the lock carries.
+    """
+    tok = world.tokenizer
+    take = plan.n_labelled - plan.calibration_size
+    base = _load(world.models["aligned"])
+    locks: dict[int, tuple[MetaSafetyLock, int, float]] = {}
+    for size in sizes:
+        prompts = labelled_prompts(take + size, seed=world.seed)
+        lock, create_s = _timed(create_conditional_lock, base, tok, prompts,
+                                base_model_id="demo-aligned", num_heads=plan.conditional_heads,
+                                calibration_size=size)
+        locks[size] = (lock, len(prompts), create_s)
+    del base
+    rows: list[Row] = []
+    for name in sorted(world.models, key=_priority):
+        if not name.startswith("attacked"):
+            continue
+        say(f"calibration sweep on {name}")
+        model = _load(world.models[name])
+        sets = model_sets(world, name)
+        for size, (lock, n_labelled, create_s) in locks.items():
+            say(f"  {size} calibration prompts")
+            for row in _curve(model, tok, sets, plan, world, name, "conditional/base", lock,
+                              create_s, say):
+                row.calibration_size, row.labelled, row.table = size, n_labelled, "calibration"
+                rows.append(row)
+        del model
+    return rows
 
 
 # --------------------------------------------------------------------------- the report
@@ -475,8 +602,32 @@ def _line(row: Row, unlocked: Row | None) -> str:
             f"{verdict} |")
 
 
+SWEEP_HEADER = ("| model | calibration prompts | labelled prompts | threshold | calibration AUC | "
+                "TPR % | FPR % | alpha | clean refusal % | clean compliance % | harmful % (demo) | "
+                "utility % | over-refusal % | targets |")
+
+
+def sweep_lines(sweep: Sequence[Row], unlocked: dict[str, Row]) -> list[str]:
+    """The calibration-size table: per model and size, the alpha the gate's rule picks."""
+    out = [SWEEP_HEADER, "|" + "---|" * (SWEEP_HEADER.count("|") - 1)]
+    curves: dict[tuple[str, int], list[Row]] = {}
+    for row in sweep:
+        curves.setdefault((row.model, row.calibration_size), []).append(row)
+    for (name, size), curve in curves.items():
+        row, ok = pick_alpha(curve, unlocked[name])
+        fit = row.fit or {}
+        out.append(
+            f"| {name} | {size} | {row.labelled} | {_num(row.threshold, '.3f')} | "
+            f"{_num(fit.get('auc'), '.3f')} | {_pct(fit.get('true_positive_rate'))} | "
+            f"{_pct(fit.get('false_positive_rate'))} | {row.alpha:g} | {_pct(row.clean_refusal)} | "
+            f"{_pct(row.clean_compliance)} | {_pct(row.harmful)} | {_pct(row.utility)} | "
+            f"{_pct(row.over_refusal)} | {'met' if ok else 'missed'} |")
+    return out
+
+
 def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command: str,
-                    seconds: float, build_key: str = "") -> str:
+                    seconds: float, build_key: str = "", attack: dict | None = None,
+                    sweep: Sequence[Row] = ()) -> str:
     order = ["helpful-only", "aligned"] + [f"attacked {s}" for s in plan.scenarios]
     unlocked = {r.model: r for r in sorted(
         (r for r in rows if r.lock == "none"), key=lambda r: order.index(r.model))}
@@ -484,8 +635,8 @@ def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command:
         "# SafetyLock reproduction on the demo world",
         "",
         (f"Rebuilt by `{command}` ({plan.size} model, build key {build_key[:12]}, "
-         f"{seconds / 60:.1f} min). Attacks: TRL full fine-tune, {ATTACK['n_epochs']:g} epochs, "
-         f"lr {ATTACK['learning_rate']:g}, batch {ATTACK['batch_size']}. Rates are percentages "
+         f"{seconds / 60:.1f} min). Attacks: {describe_attack(attack or ATTACKS['full'])}. "
+         "Rates are percentages "
         f"of {plan.n_harmful} held-out harmful prompts (demo), {plan.n_advbench} AdvBench "
         f"goals, {plan.n_safe} safe-but-scary prompts (over-refusal) and {plan.n_tasks} task prompts "
         "(utility, exact match), judged by the project's rule judge. Targets (issue 4): relocked "
@@ -512,6 +663,15 @@ def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command:
                 out.append(_line(row, base_row))
     out += ["", "## Full alpha curves", "", HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
     out += [_line(r, unlocked.get(r.model)) for r in rows if r.lock != "none"]
+    if sweep:
+        take = plan.n_labelled - plan.calibration_size
+        out += ["", "## Calibration-set size (conditional/base)", "",
+                (f"The conditional lock from the aligned base carrying N calibration prompts, "
+                 f"created from {take} + N labelled prompts (its directions always come from "
+                 f"{take}); its threshold is re-fitted on each model from the N it carries "
+                 f"(AUC, TPR, FPR: that fit on the calibration prompts), and alpha is picked over "
+                 f"{', '.join(f'{a:g}' for a in plan.conditional_alphas)} by the table's rule."),
+                "", *sweep_lines(sweep, unlocked)]
     out += ["", "## Samples", ""]
     for key, row in picks.items():
         if not key.startswith("attacked") or "/base" not in key:
@@ -560,6 +720,17 @@ def plot(rows: list[Row], path: Path) -> None:
     plt.close(fig)
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``16,32,64`` -> (16, 32, 64): distinct sizes of at least 4 (argparse type)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if min(sizes) < 4 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be distinct and at least 4, got {text!r}")
+    return sizes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test model, small grid (what CI runs)")
@@ -579,6 +750,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated subset of the plan's attack scenarios")
     parser.add_argument("--advbench", type=Path,
                         default=REPO.parent / "shared" / "data" / "advbench" / "harmful_behaviors.csv")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="world seed: demo-model build, attack data, labelled prompts (default 0)")
+    parser.add_argument("--attack-method", choices=sorted(ATTACKS), default="full",
+                        help="the attacks' fine-tune (default full)")
+    parser.add_argument("--calibration-sizes", type=parse_sizes, default=(),
+                        help="comma-separated calibration-set sizes for the conditional lock "
+                             "from the base, reported as their own table (e.g. 16,32,64,128)")
     args = parser.parse_args(argv)
     plan = PLANS[args.plan or ("quick" if args.quick else "full")]
     if plan.size == "large":
@@ -593,19 +771,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
-    torch.manual_seed(0)
-    world = build_world(plan, args.cache, args.demo_cache, args.advbench, say, args.demo_dir)
+    torch.manual_seed(args.seed)
+    try:
+        world = build_world(plan, args.cache, args.demo_cache, args.advbench, say, args.demo_dir,
+                            seed=args.seed, attack_method=args.attack_method)
+    except ValueError as exc:  # a --demo-dir build of another seed
+        parser.error(str(exc))
     command = " ".join(["python benchmarks/reproduce_paper.py",
                         *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    def report(rows: list[Row], picks: dict[str, Row]) -> None:
+    def report(rows: list[Row], picks: dict[str, Row], sweep: Sequence[Row] = ()) -> None:
         args.out.write_text(render_markdown(plan, rows, picks, command,
-                                            time.perf_counter() - start, world.build_key))
+                                            time.perf_counter() - start, world.build_key,
+                                            world.attack, sweep))
         if args.json:
-            args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+            args.json.write_text(json.dumps([asdict(r) for r in [*rows, *sweep]], indent=1))
 
-    rows, _picks = run(plan, world, say, report)
+    rows, picks = run(plan, world, say, report)
+    if args.calibration_sizes:
+        report(rows, picks, calibration_sweep(plan, world, args.calibration_sizes, say))
     plot(rows, args.plot or args.out.with_suffix(".png"))
     say(f"wrote {args.out}")
     return 0

@@ -26,7 +26,8 @@ def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model)
     out = tmp_path / "reproduction.md"
     rows_path = tmp_path / "rows.json"
     assert script.main(["--quick", "--out", str(out), "--json", str(rows_path),
-                        "--demo-cache", str(demo_model.root.parent)]) == 0
+                        "--demo-cache", str(demo_model.root.parent),
+                        "--calibration-sizes", "8,24"]) == 0
 
     text = out.read_text()
     rows = json.loads(rows_path.read_text())
@@ -46,3 +47,9 @@ def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model)
     assert "| attacked harmful-10 | conditional/base |" in text
     assert "## Samples" in text and "->" in text
     assert (tmp_path / "reproduction.png").stat().st_size > 1000
+    # the calibration sweep: its own rows and table, the labelled set growing with it
+    sweep = [r for r in rows if r["table"] == "calibration"]
+    assert {(r["calibration_size"], r["labelled"], r["alpha"]) for r in sweep} == {
+        (8, 40, 4.0), (8, 40, 8.0), (24, 56, 4.0), (24, 56, 8.0)}
+    assert "## Calibration-set size (conditional/base)" in text
+    assert "| attacked harmful-10 | 24 | 56 |" in text
