@@ -14,6 +14,11 @@ class ModelLock(BaseModel):
     baked: bool | None = None
     """True: plain transformers loads the weights already locked; False: load them with
     `lock_registry.bake.load_locked` (the lock travels in `safetylock/` beside them)."""
+    kind: str | None = None
+    """`head_bias` (the paper's constant bias) or `conditional` (applied when the prompt's
+    harmfulness condition fires)."""
+    threshold: float | None = None
+    """A conditional lock's condition threshold, as relock fitted it to this model."""
 
 
 class Model(BaseModel):

@@ -60,7 +60,8 @@ def run(sc: StageContext, started: float) -> FinalResult:
     manifest = {
         "id": model_id, "job_id": job.id, "tenant": job.tenant, "base_model": job.model,
         "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha,
-                 "baked": baked},
+                 "baked": baked, "kind": lock.manifest.kind,
+                 "threshold": (lock.manifest.model_extra or {}).get("threshold")},
         "files": {rel: _sha256(out / rel) for rel in files},
     }
     sc.ctx.store.put_bytes(f"{prefix}/{MANIFEST}", dumps(manifest))  # last: the model is now published
