@@ -8,8 +8,11 @@ Layout in the object store (design.md "Object store layout"), per base revision
 - ``v{N}/lock.safetensors``, then ``v{N}/manifest.json`` last: a version is visible only
   once its manifest (which vouches for the tensors by sha256) is stored;
 - ``v{N}/deleted.json``: a tombstone after a forced delete (numbers are never reused);
-- ``aliases.json``: the base's mutable state (aliases, deprecations, the audit log),
-  changed only by compare-and-swap (``put_if_match``), retried on conflict.
+- ``aliases.json``: the base's state: the exact base model id the folder belongs to
+  (recorded with put-if-absent by the first publish, before any version is claimed, since
+  different ids can share a key), and the mutable aliases, deprecations and audit log,
+  changed only by compare-and-swap (``put_if_match``), retried on conflict. A folder from
+  before the id was recorded belongs to the base of its first claimed version.
 
 Loading re-hashes the tensors against the manifest and the claim and fails closed.
 """
@@ -34,6 +37,7 @@ from lock_registry.registry_types import (
     AliasEvent,
     AliasNotFoundError,
     AmbiguousBaseModelError,
+    BaseKeyCollisionError,
     BaseState,
     InvalidReferenceError,
     LockRef,
@@ -133,18 +137,25 @@ class LockRegistry:
 
     # -- base resolution -----------------------------------------------------------------
     def _find_base(self, ref: LockRef) -> str:
-        """The one base key a reference names, or a clear error."""
+        """The one base key a reference names, or a clear error. A folder whose key matches
+        but which belongs to another model id (their slugs collide) never matches."""
         id_slug = slug(ref.model_id)
-        candidates = [k for k in self.base_keys() if k.rsplit("@", 1)[0] == id_slug]
+        same_key = [k for k in self.base_keys() if k.rsplit("@", 1)[0] == id_slug]
         if ref.fingerprint_prefix:
             prefix = fingerprint_key(ref.fingerprint_prefix)
-            candidates = [k for k in candidates if k.rsplit("@", 1)[1].startswith(prefix)]
+            same_key = [k for k in same_key if k.rsplit("@", 1)[1].startswith(prefix)]
+        owners = {k: self._owner(k) for k in same_key}
+        candidates = [k for k in same_key if owners[k] == ref.model_id]
         if not candidates:
             known = sorted({k.rsplit("@", 1)[0] for k in self.base_keys()})
             pin = f" at fingerprint {ref.fingerprint_prefix}" if ref.fingerprint_prefix else ""
+            others = "".join(
+                f"; folder {k!r} belongs to base model {owner!r}, a different id with the same key"
+                for k, owner in owners.items() if owner is not None
+            )  # fmt: skip
             raise UnknownBaseModelError(
                 f"no locks registered for base model {ref.model_id!r}{pin} in "
-                f"{self.store.url} (registered: {', '.join(known) or 'none'})"
+                f"{self.store.url} (registered: {', '.join(known) or 'none'}){others}"
             )
         if len(candidates) > 1:
             revisions = ", ".join(k.rsplit("@", 1)[1] for k in candidates)
@@ -169,16 +180,60 @@ class LockRegistry:
         return found
 
     # -- state (aliases.json) ------------------------------------------------------------
-    def _state(self, key: str) -> tuple[BaseState, str | None]:
-        """The base's state and its change token (None if never written)."""
+    def _stored_state(self, key: str) -> tuple[BaseState | None, str | None]:
+        """The base's state and its change token. Without ``aliases.json`` (a folder from
+        before publish recorded its base) the state is that of the base of its first claimed
+        version, with token None; a key with neither has none: ``(None, None)``."""
         try:
             data, token = self.store.get_with_token(self._prefix(key) + STATE_FILE)
         except ObjectNotFoundError:
-            published = self._published(key)
-            info = self._claim(key, published[0]) if published else {}
-            base = info.get("base_model", {"id": key.rsplit("@", 1)[0], "fingerprint": ""})
-            return BaseState(base["id"], base["fingerprint"]), None
+            for version, names in sorted(self._version_files(key).items()):
+                base = self._claim(key, version).get("base_model") if CLAIM_FILE in names else None
+                if base:
+                    return BaseState(base["id"], base["fingerprint"]), None
+            return None, None
         return BaseState.from_json(json.loads(data)), token
+
+    def _state(self, key: str) -> tuple[BaseState, str | None]:
+        """The base's state and its change token (None if ``aliases.json`` was never written)."""
+        state, token = self._stored_state(key)
+        if state is None:
+            raise UnknownBaseModelError(
+                f"{self.store.url}/{self._prefix(key)}: no base model recorded and no "
+                "version claimed"
+            )
+        return state, token
+
+    def _owner(self, key: str) -> str | None:
+        """The exact base model id a folder belongs to (None for a key with nothing recorded)."""
+        state = self._stored_state(key)[0]
+        return state.base_model_id if state else None
+
+    @staticmethod
+    def _state_body(state: BaseState) -> bytes:
+        return (json.dumps(state.to_json(), indent=2) + "\n").encode()
+
+    def _record_base(self, key: str, model_id: str, fingerprint: str) -> None:
+        """Record ``model_id`` as the base ``key`` belongs to, unless one is recorded already
+        (put-if-absent: the first publisher wins), and refuse any other id: slugs collide."""
+        path = self._prefix(key) + STATE_FILE
+        for _ in range(MAX_ATTEMPTS):
+            state, token = self._stored_state(key)
+            if token is None:  # nothing recorded: a new key, or a folder from before
+                state = state or BaseState(model_id, fingerprint)
+                try:
+                    self.store.put_if_absent(path, self._state_body(state))
+                except ObjectExistsError:
+                    continue  # recorded concurrently: read what was recorded
+            if state.base_model_id != model_id:
+                raise BaseKeyCollisionError(
+                    f"cannot publish a lock of base model {model_id!r}: its registry folder "
+                    f"{self.store.url}/{self._prefix(key)} belongs to base model "
+                    f"{state.base_model_id!r} (both ids map to the key {key!r}); locks of "
+                    "different base models never share a folder"
+                )
+            return
+        raise PublishConflictError(f"{key}: the base's state kept changing under us; try again")
 
     def _update_state(self, key: str, change: Callable[[BaseState], AliasEvent]) -> AliasEvent:
         """Apply ``change`` to the base's state atomically (compare-and-swap, retried)."""
@@ -186,7 +241,7 @@ class LockRegistry:
             state, token = self._state(key)
             event = change(state)
             state.log.append(event)
-            body = (json.dumps(state.to_json(), indent=2) + "\n").encode()
+            body = self._state_body(state)
             try:
                 if token is None:
                     self.store.put_if_absent(self._prefix(key) + STATE_FILE, body)
@@ -301,10 +356,15 @@ class LockRegistry:
                 f"{where}: sha256 {actual} does not match the published {claimed} "
                 f"(manifest {info.sha256}); the stored lock was altered or corrupted, refusing it"
             )
-        if base_key(info.base_model_id, info.base_fingerprint) != info.base_key:
+        owner = self._state(info.base_key)[0].base_model_id
+        if (
+            info.base_model_id != owner
+            or base_key(info.base_model_id, info.base_fingerprint) != info.base_key
+        ):
             raise RegistryIntegrityError(
                 f"{self.store.url}/{prefix}{MANIFEST_FILE}: manifest names base "
-                f"{info.base_model_id!r}, not the registry folder {info.base_key!r}; refusing it"
+                f"{info.base_model_id!r}, but the registry folder {info.base_key!r} belongs to "
+                f"{owner!r}; refusing it"
             )
         return files
 
@@ -352,6 +412,7 @@ class LockRegistry:
                 f"{lock_dir}: the lock was taken from base model {base.id!r}, not {base_model!r}"
             )
         key = base_key(base.id, base.fingerprint)
+        self._record_base(key, base.id, base.fingerprint)
         claim = {
             "base_model": {"id": base.id, "fingerprint": base.fingerprint},
             "sha256": lock.manifest.sha256,

@@ -3,7 +3,9 @@
 A lock is registered for a base model *and revision*: the registry key of a base is
 ``{slug(id)}@{fingerprint[:16]}`` (``unpinned`` when the lock carries no fingerprint),
 so ``meta-llama/Llama-3-8B-Instruct`` at fingerprint ``3f2a...`` lives under
-``locks/meta-llama--Llama-3-8B-Instruct@3f2a.../``.
+``locks/meta-llama--Llama-3-8B-Instruct@3f2a.../``. Slugs can collide (``a/b`` and
+``a--b``; ``a b`` and ``a_b``), so each folder records the exact id it belongs to in its
+``aliases.json`` on first publish; the registry refuses and never resolves any other id there.
 
 A reference names one version: ``ID@vN`` (a version), ``ID@ALIAS`` (an alias), ``ID``
 (the ``production`` alias); ``ID@FP@vN`` pins a revision when a base id has locks for
@@ -47,6 +49,10 @@ class AliasNotFoundError(RegistryError):
 
 class VersionDeprecatedError(RegistryError):
     """The version is deprecated: not resolvable by alias, not promotable."""
+
+
+class BaseKeyCollisionError(RegistryError):
+    """The base's registry folder is recorded for another model id whose slug is the same."""
 
 
 class PublishConflictError(RegistryError):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import threading
+
 import pytest
 
 from lock_registry.errors import LockIntegrityError
@@ -10,6 +14,7 @@ from lock_registry.registry import LockRegistry
 from lock_registry.registry_types import (
     AliasNotFoundError,
     AmbiguousBaseModelError,
+    BaseKeyCollisionError,
     InvalidReferenceError,
     ProtectedVersionError,
     RegistryIntegrityError,
@@ -224,3 +229,99 @@ def test_a_lock_without_fingerprint_is_registered_unpinned(registry, tmp_path):
     assert registry.lookup(FINGERPRINT) == []  # never matched by a model's fingerprint
     with pytest.raises(InvalidReferenceError, match="empty"):
         registry.lookup("")
+
+
+COLLIDING = [("a/b", "a--b"), ("a b", "a_b")]  # each pair shares a slug, hence a key
+
+
+@pytest.mark.parametrize(("owner", "other"), COLLIDING)
+def test_ids_with_the_same_key_never_share_a_folder(registry, tmp_path, owner, other):
+    assert base_key(owner, FINGERPRINT) == base_key(other, FINGERPRINT)
+    first = publish(registry, tmp_path, seed=0, base_id=owner)
+    both = f"{re.escape(repr(other))}.*belongs to base model {re.escape(repr(owner))}"
+    with pytest.raises(BaseKeyCollisionError, match=both):
+        publish(registry, tmp_path, seed=1, base_id=other)
+    for call in (
+        lambda: registry.resolve(f"{other}@v1"),
+        lambda: registry.versions(other),
+        lambda: registry.history(other),
+        lambda: registry.promote(f"{other}@v1", "production"),
+    ):
+        with pytest.raises(UnknownBaseModelError, match=both):
+            call()
+    registry.promote(f"{owner}@v1", "production")
+    assert registry.load(owner).manifest.sha256 == first.sha256
+    assert [(v.base_model_id, v.version) for v in registry.versions()] == [(owner, 1)]
+
+
+@pytest.mark.parametrize(("owner", "other"), COLLIDING)
+def test_same_slug_other_revision_resolves_only_to_its_own_locks(registry, tmp_path, owner,
+                                                                  other):  # fmt: skip
+    """Different fingerprints give different folders; each id resolves to its own alone."""
+    mine = publish(registry, tmp_path, seed=0, base_id=owner)
+    theirs = publish(registry, tmp_path, seed=1, base_id=other, fingerprint="7a" * 32)
+    assert registry.resolve(f"{owner}@v1").sha256 == mine.sha256  # not ambiguous
+    assert registry.resolve(f"{other}@v1").sha256 == theirs.sha256
+    assert [v.sha256 for v in registry.versions(other)] == [theirs.sha256]
+    with pytest.raises(UnknownBaseModelError, match=re.escape(repr(owner))):
+        registry.resolve(f"{other}@3f3f@v1")  # the other id's revision is not other's
+    registry.promote(f"{other}@v1", "production")
+    assert registry.resolve_for_model("7a" * 32).sha256 == theirs.sha256
+
+
+def test_racing_publishers_of_colliding_ids_one_wins(registry, tmp_path):
+    dirs = {
+        base_id: make_lock_dir(tmp_path / slug_dir, base_id=base_id, seed=seed)
+        for seed, (base_id, slug_dir) in enumerate([("a/b", "ab"), ("a--b", "a--b")])
+    }
+    barrier, outcomes = threading.Barrier(2), {}
+
+    def publisher(base_id: str) -> None:
+        barrier.wait(timeout=30)
+        try:
+            outcomes[base_id] = registry.publish(dirs[base_id], actor=base_id).base_model_id
+        except BaseKeyCollisionError as exc:
+            outcomes[base_id] = exc
+
+    threads = [threading.Thread(target=publisher, args=(base_id,)) for base_id in dirs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [base_id for base_id, out in outcomes.items() if out == base_id]
+    assert len(winners) == 1, outcomes
+    loser = next(base_id for base_id in dirs if base_id not in winners)
+    assert isinstance(outcomes[loser], BaseKeyCollisionError)
+    assert [v.base_model_id for v in registry.versions()] == winners
+
+
+def _publish_as_before(registry, lock_dir, key: str, version: int) -> None:
+    """Write a version the way the registry did before it recorded each folder's base id."""
+    manifest = json.loads((lock_dir / "manifest.json").read_text())
+    claim = {"version": version, "base_model": manifest["base_model"],
+             "sha256": manifest["sha256"], "published_by": "old", "published_at": "2024"}  # fmt: skip
+    prefix = f"locks/{key}/v{version}/"
+    registry.store.put_bytes(prefix + "version.json", json.dumps(claim).encode())
+    for name in ("lock.safetensors", "manifest.json"):
+        registry.store.put_bytes(prefix + name, (lock_dir / name).read_bytes())
+
+
+def test_a_folder_without_a_recorded_id_belongs_to_its_first_version(registry, tmp_path):
+    """Registries written before the id was recorded stay readable, and fail closed on a
+    folder that already mixes two ids."""
+    key = base_key("a/b", FINGERPRINT)
+    _publish_as_before(registry, make_lock_dir(tmp_path / "v1", base_id="a/b"), key, 1)
+    mixed = make_lock_dir(tmp_path / "v2", base_id="a--b", seed=1)
+    _publish_as_before(registry, mixed, key, 2)  # what the old collision did
+    assert registry.resolve("a/b@v1").base_model_id == "a/b"
+    with pytest.raises(UnknownBaseModelError, match="belongs to base model 'a/b'"):
+        registry.resolve("a--b@v2")
+    assert registry.load("a/b@v1").manifest.base_model.id == "a/b"
+    with pytest.raises(RegistryIntegrityError, match="manifest names base 'a--b'.*'a/b'"):
+        registry.load("a/b@v2")
+    assert [(r.version, r.status) for r in registry.verify()] == [(1, "ok"), (2, "corrupt")]
+    with pytest.raises(BaseKeyCollisionError, match="'a--b'.*'a/b'"):
+        registry.publish(mixed)
+    state = json.loads(registry.store.get_bytes(f"locks/{key}/aliases.json"))
+    assert state["base_model"] == {"id": "a/b", "fingerprint": FINGERPRINT}  # now recorded
+    assert publish(registry, tmp_path, seed=3, base_id="a/b").version == 3
