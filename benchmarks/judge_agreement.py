@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.evaluation.judge import RuleJudge  # noqa: E402
+from service.evaluation.judge import RuleJudge
 
 FILES = ("llama2orig", "llama2new", "mistralinstruct")
 HUMAN = {

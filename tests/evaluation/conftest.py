@@ -4,11 +4,53 @@ from __future__ import annotations
 
 import pytest
 
-WORDS = (
-    "i cannot help with that sorry sure here is how to step one two three the a of and "
-    "you can make bread tell me about python process kill what capital france paris four "
-    "plus is answer reverse word hello world please write tutorial on no"
-).split()
+WORDS = [
+    "i",
+    "cannot",
+    "help",
+    "with",
+    "that",
+    "sorry",
+    "sure",
+    "here",
+    "is",
+    "how",
+    "to",
+    "step",
+    "one",
+    "two",
+    "three",
+    "the",
+    "a",
+    "of",
+    "and",
+    "you",
+    "can",
+    "make",
+    "bread",
+    "tell",
+    "me",
+    "about",
+    "python",
+    "process",
+    "kill",
+    "what",
+    "capital",
+    "france",
+    "paris",
+    "four",
+    "plus",
+    "answer",
+    "reverse",
+    "word",
+    "hello",
+    "world",
+    "please",
+    "write",
+    "tutorial",
+    "on",
+    "no",
+]
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> "

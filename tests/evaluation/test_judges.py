@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -169,7 +170,7 @@ class _FakeChat(BaseHTTPRequestHandler):
 
     failures_left = 0
     reply_override: str | None = None
-    seen_auth: list[str] = []
+    seen_auth: ClassVar[list[str]] = []
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
