@@ -245,7 +245,7 @@ _OBJECTION_PATTERNS = [
         r"stereotypes?|prejudice|illegal|bias)\b"
     ),
     (
-        r"\b(?:not|in)(?:accurate|correct|true|right|fair|valid) to "
+        r"\b(?:not |in)(?:accurate|correct|true|right|fair|valid) to "
         r"(?:say|suggest|claim|assume|state|imply|generali[sz]e)\b"
     ),
     (
