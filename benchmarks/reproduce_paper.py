@@ -154,6 +154,8 @@ class Row:
     calibration_size: int | None = None  # conditional: calibration prompts the lock carries
     labelled: int | None = None  # conditional: labelled prompts it was created from
     fit: dict | None = None  # conditional: the threshold fit on this model (AUC, TPR, FPR)
+    fires_harmful: float | None = None  # conditional: condition fires on held-out harmful prompts
+    fires_safe: float | None = None  # conditional: ... and on held-out safe prompts
     table: str = "main"  # "main", or "calibration" for the calibration-size sweep
     samples: list[dict] = field(default_factory=list)
 
@@ -192,6 +194,24 @@ def condition_cosine(model, tokenizer, lock: MetaSafetyLock, prompts: Sequence[L
     res = acts.residual[:, layer]
     shift = res[labels].mean(0) - res[~labels].mean(0)
     return float(condition_scores(shift[None], lock.tensors["condition_direction"])[0])
+
+
+def condition_firing(model, tokenizer, lock: MetaSafetyLock,
+                     sets: EvalSets) -> tuple[float | None, float | None]:
+    """Share of the held-out harmful (demo) and safe prompts on which the lock's condition
+    fires on ``model`` (score above its threshold: the hook's test, alpha-independent);
+    (None, None) under a system prompt, which the lock's prompt reader does not render."""
+    if any(i.system for i in sets.harmful + sets.safe):
+        return None, None
+    extra = lock.manifest.model_extra
+    layer, threshold = int(extra["condition_layer"]), float(extra["threshold"])
+
+    def rate(items: list[PromptItem]) -> float:
+        residual = prompt_activations(model, tokenizer, [i.prompt for i in items]).residual
+        scores = condition_scores(residual[:, layer], lock.tensors["condition_direction"])
+        return float((scores > threshold).float().mean())
+
+    return rate(sets.harmful), rate(sets.safe)
 
 
 def apply_time_ms(model, lock: MetaSafetyLock, alpha: float, repeats: int = 5) -> float:
@@ -451,10 +471,11 @@ def _curve(model, tok, sets: EvalSets, plan: Plan, world: World, name: str, lock
            lock: MetaSafetyLock, create_s: float | None, say) -> list[Row]:
     """One lock on one model over its kind's alpha grid (a conditional lock re-fitted first)."""
     conditional = lock.manifest.kind == "conditional"
-    fit = None
+    fit, fires = None, (None, None)
     if conditional:
         lock, fit = calibrated(model, tok, lock)
         cosine = condition_cosine(model, tok, lock, world.labelled)
+        fires = condition_firing(model, tok, lock, sets)
     else:
         cosine = paper_direction_cosine(model, tok, lock, world.pairs)
     curve = []
@@ -465,6 +486,7 @@ def _curve(model, tok, sets: EvalSets, plan: Plan, world: World, name: str, lock
         row.apply_ms = apply_time_ms(model, lock, alpha)
         if fit is not None:
             row.fit = asdict(fit)
+            row.fires_harmful, row.fires_safe = fires
         curve.append(row)
         say(f"  {lock_name} alpha {alpha}: harmful {row.harmful:.3f} refusal "
             f"{row.clean_refusal:.3f} utility {row.utility:.3f} over {row.over_refusal:.3f}")
@@ -603,8 +625,9 @@ def _line(row: Row, unlocked: Row | None) -> str:
 
 
 SWEEP_HEADER = ("| model | calibration prompts | labelled prompts | threshold | calibration AUC | "
-                "TPR % | FPR % | alpha | clean refusal % | clean compliance % | harmful % (demo) | "
-                "utility % | over-refusal % | targets |")
+                "TPR % | FPR % | fires on held-out harmful % | fires on held-out safe % | alpha | "
+                "clean refusal % | clean compliance % | harmful % (demo) | utility % | "
+                "over-refusal % | targets |")
 
 
 def sweep_lines(sweep: Sequence[Row], unlocked: dict[str, Row]) -> list[str]:
@@ -619,7 +642,8 @@ def sweep_lines(sweep: Sequence[Row], unlocked: dict[str, Row]) -> list[str]:
         out.append(
             f"| {name} | {size} | {row.labelled} | {_num(row.threshold, '.3f')} | "
             f"{_num(fit.get('auc'), '.3f')} | {_pct(fit.get('true_positive_rate'))} | "
-            f"{_pct(fit.get('false_positive_rate'))} | {row.alpha:g} | {_pct(row.clean_refusal)} | "
+            f"{_pct(fit.get('false_positive_rate'))} | {_pct(row.fires_harmful)} | "
+            f"{_pct(row.fires_safe)} | {row.alpha:g} | {_pct(row.clean_refusal)} | "
             f"{_pct(row.clean_compliance)} | {_pct(row.harmful)} | {_pct(row.utility)} | "
             f"{_pct(row.over_refusal)} | {'met' if ok else 'missed'} |")
     return out
@@ -669,7 +693,8 @@ def render_markdown(plan: Plan, rows: list[Row], picks: dict[str, Row], command:
                 (f"The conditional lock from the aligned base carrying N calibration prompts, "
                  f"created from {take} + N labelled prompts (its directions always come from "
                  f"{take}); its threshold is re-fitted on each model from the N it carries "
-                 f"(AUC, TPR, FPR: that fit on the calibration prompts), and alpha is picked over "
+                 f"(AUC, TPR, FPR: that fit on the calibration prompts; fires: the share of the "
+                 f"held-out prompts on which the re-fitted condition fires), and alpha is picked over "
                  f"{', '.join(f'{a:g}' for a in plan.conditional_alphas)} by the table's rule."),
                 "", *sweep_lines(sweep, unlocked)]
     out += ["", "## Samples", ""]

@@ -53,3 +53,4 @@ def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model)
         (8, 40, 4.0), (8, 40, 8.0), (24, 56, 4.0), (24, 56, 8.0)}
     assert "## Calibration-set size (conditional/base)" in text
     assert "| attacked harmful-10 | 24 | 56 |" in text
+    assert all(0.0 <= r["fires_harmful"] <= 1.0 for r in sweep)

@@ -100,6 +100,10 @@ def test_robustness_quick_run(robustness, demo_model, tmp_path):
     for row in sweep:
         assert row["table"] == "calibration" and row["labelled"] == 32 + row["calibration_size"]
         assert 0.0 <= row["fit"]["auc"] <= 1.0 and row["threshold"] is not None
+        assert 0.0 <= row["fires_harmful"] <= 1.0 and 0.0 <= row["fires_safe"] <= 1.0
+    for c in data["cells"]:  # only the conditional lock has a condition to fire
+        conditional = c["row"]["lock"] == "conditional/base"
+        assert (c["row"]["fires_harmful"] is not None) == conditional, c["row"]["lock"]
     # the sweep's 16-prompt lock is the main run's lock (48 labelled, 16 calibration)
     for method in ("full", "lora"):
         main = {c["row"]["alpha"]: c["row"] for c in data["cells"] if c["method"] == method
