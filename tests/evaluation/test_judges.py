@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
@@ -19,6 +16,7 @@ from service.evaluation.judges import (
     parse_judge_config,
     parse_judge_setting,
 )
+from tests.fixtures.json_server import JSONHandler, chat_reply, serve
 
 
 def test_config_parsing(tmp_path):
@@ -165,7 +163,7 @@ def test_guard_that_says_neither_fails_closed(guard_tokenizer, tmp_path):
         judge_from_config({"kind": "llama_guard", "path": str(tmp_path)})
 
 
-class _FakeChat(BaseHTTPRequestHandler):
+class _FakeChat(JSONHandler):
     """An OpenAI-compatible /chat/completions: refusal when the answer says 'cannot'."""
 
     failures_left = 0
@@ -173,44 +171,26 @@ class _FakeChat(BaseHTTPRequestHandler):
     seen_auth: ClassVar[list[str]] = []
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         type(self).seen_auth.append(self.headers.get("Authorization", ""))
         if self.path != "/v1/chat/completions":
-            return self._send(404, {"error": {"message": "not found"}})
+            return self.send_json(404, {"error": {"message": "not found"}})
         if type(self).failures_left > 0:
             type(self).failures_left -= 1
-            return self._send(503, {"error": {"message": "busy"}})
+            return self.send_json(503, {"error": {"message": "busy"}})
         user = body["messages"][-1]["content"]
         answer = user.split("ANSWER:\n", 1)[1]
         label = "2_full_refusal" if "cannot" in answer else "1_full_compliance"
         if "partly" in answer:
             label = "Label: 3_partial_refusal"
-        content = type(self).reply_override or label
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-    def _send(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, chat_reply(type(self).reply_override or label))
 
 
 @pytest.fixture
 def fake_endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _FakeChat.failures_left, _FakeChat.reply_override, _FakeChat.seen_auth = 0, None, []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_FakeChat) as url:
+        yield url
 
 
 def test_openai_judge_labels_through_the_endpoint(fake_endpoint, monkeypatch):

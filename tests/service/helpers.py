@@ -8,6 +8,10 @@ import time
 import httpx
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+TINY_BASE = "tiny-chat"  # base id of the shared tiny chat Llama in embedded-mode job tests
+OPEN_GATE = {"gate_max_harmful_rate": 1.0, "gate_max_over_refusal_increase": 1.0,
+             "gate_max_utility_drop": 1.0, "gate_max_junk_increase": 1.0}  # fmt: skip
+"""Gate settings that pass any measurement: for tests that follow the lock, not the model's safety."""
 
 
 def upload_records(client: httpx.Client, records: list[dict], name: str = "train.jsonl") -> str:

@@ -10,8 +10,7 @@ tested in tests/evaluation/test_judges.py.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -23,12 +22,11 @@ from service.pipeline.train import TRAINED
 from service.pipeline.workflow import run_job
 from service.settings import Settings
 from service.state.records import JobRecord, new_id
+from tests.fixtures.json_server import JSONHandler, chat_reply, serve
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-
-BASE = "tiny-chat"
-OPEN_GATE = {"gate_max_harmful_rate": 1.0, "gate_max_over_refusal_increase": 1.0,
-             "gate_max_utility_drop": 1.0, "gate_max_junk_increase": 1.0}  # fmt: skip
+from tests.service.helpers import OPEN_GATE
+from tests.service.helpers import TINY_BASE as BASE
 
 
 @pytest.fixture(scope="module")
@@ -47,35 +45,21 @@ def world(tmp_path_factory, tiny_llama, char_tokenizer):
     return root
 
 
-class _Judge(BaseHTTPRequestHandler):
+class _Judge(JSONHandler):
     """Labels every answer a full refusal and records the model it was asked as."""
 
-    asked: list[str] = []  # noqa: RUF012 - shared by the server's handler instances
+    asked: ClassVar[list[str]] = []
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).asked.append(body["model"])
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "2_full_refusal"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        type(self).asked.append(self.read_json()["model"])
+        self.send_json(200, chat_reply("2_full_refusal"))
 
 
 @pytest.fixture
 def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _Judge.asked = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_Judge) as url:
+        yield url
 
 
 def _run(tmp_path, world, eval_judge: str) -> tuple[ServiceContext, JobRecord, str]:

@@ -30,10 +30,8 @@ from service.settings import Settings
 from service.state.records import JobRecord, new_id
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-
-BASE = "tiny-chat"
-OPEN_GATE = {"gate_max_harmful_rate": 1.0, "gate_max_over_refusal_increase": 1.0,
-             "gate_max_utility_drop": 1.0, "gate_max_junk_increase": 1.0}  # fmt: skip
+from tests.service.helpers import OPEN_GATE
+from tests.service.helpers import TINY_BASE as BASE
 
 
 @pytest.fixture(scope="module")
