@@ -23,6 +23,18 @@ from tests.service.helpers import (
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
+def _finish_on_a_new_worker(stack, client, job_id: str) -> tuple[dict, list[dict], list[str]]:
+    """Start a fresh worker, wait for the job to end gated (published or rejected by the
+    gate, nothing else), and return it with its events and their messages."""
+    stack.start_worker()
+    job = wait_terminal(client, job_id, timeout=300)
+    events = all_events(client, job_id)
+    assert job["status"] in ("succeeded", "failed"), job
+    if job["status"] == "failed":
+        assert job["error"]["code"] == "gate_rejected", (job["error"], events[-6:])
+    return job, events, [e["message"] for e in events]
+
+
 def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory, demo_lock_registry) -> None:
     stack = service_stack_factory(
         base_models={"demo-test": str(demo_lock_registry.model_dir)},
@@ -42,14 +54,7 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         first.kill(signal.SIGKILL)
         killed_at = max(train_steps(all_events(client, job["id"])))
         assert first.process.returncode == -signal.SIGKILL
-        stack.start_worker()
-        job = wait_terminal(client, job["id"], timeout=300)
-
-        events = all_events(client, job["id"])
-        messages = [e["message"] for e in events]
-        assert job["status"] in ("succeeded", "failed"), job
-        if job["status"] == "failed":
-            assert job["error"]["code"] == "gate_rejected", (job["error"], events[-6:])
+        job, events, messages = _finish_on_a_new_worker(stack, client, job["id"])
         assert any(m.startswith("Resuming the job after a lost worker (delivery 2)") for m in messages), messages
         assert any(m == "Stage validate already done; skipping it." for m in messages), messages
         resumed = [m for m in messages if m.startswith("Resuming training from the checkpoint at step")]
@@ -105,13 +110,7 @@ def test_sigterm_hands_the_job_back_at_the_next_step(service_stack_factory, demo
         assert handed == [expected], handed
         assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
 
-        stack.start_worker()
-        job = wait_terminal(client, job["id"], timeout=300)
-        events = all_events(client, job["id"])
-        messages = [e["message"] for e in events]
-        assert job["status"] in ("succeeded", "failed"), job
-        if job["status"] == "failed":
-            assert job["error"]["code"] == "gate_rejected", (job["error"], events[-6:])
+        job, events, messages = _finish_on_a_new_worker(stack, client, job["id"])
         assert f"Checkpoint at step {stopped_at} saved." in messages, messages
         assert f"Resuming training from the checkpoint at step {stopped_at}." in messages, messages
         assert not any(m.startswith("Resuming the job after a lost worker") for m in messages), messages
