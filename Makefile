@@ -1,19 +1,32 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both install exactly the versions in requirements.lock; `make lock` regenerates it.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: pip takes the CPU wheel that lies on this disk.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools
+	# torch first: the lock pins torch==2.13.0+cpu, the CPU wheel that lies on this disk.
+	$(PY) -m pip install --quiet -c $(LOCK) torch
+	# Every package from the lock, nothing else; then this project without resolving again.
+	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Re-resolve pyproject.toml's `dev` extra into the lock, keeping current pins that still fit.
+# Newest versions of everything: make lock LOCK_ARGS=--upgrade. Then run make test.
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -c $(LOCK) pip pip-tools
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) -o $(LOCK) pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/safetylock demo

@@ -11,13 +11,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY infra/docker/constraints.txt /src/constraints.txt
+COPY requirements.lock /src/requirements.lock
 COPY pyproject.toml README.md /src/
 COPY sdk /src/sdk
 COPY service /src/service
 COPY lock_registry /src/lock_registry
-# Non-editable install of the `api` extra; every version comes from constraints.txt.
-RUN pip install --no-cache-dir -c constraints.txt ".[api]" \
+# Non-editable install of the `api` extra; every version comes from the repository's lock
+# (requirements.lock, the one `make test` installs; torch is in it but the API never asks for it).
+RUN pip install --no-cache-dir -c requirements.lock ".[api]" \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # --- runtime stage: the venv on a clean slim image, unprivileged ---

@@ -18,9 +18,12 @@ RUN apt-get update \
 RUN python3.12 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY infra/docker/constraints.txt /src/constraints.txt
+# Every version comes from the repository's lock (requirements.lock, the one `make test`
+# installs), less its torch line: the lock pins the CPU build, this image takes the CUDA one.
+COPY requirements.lock /src/requirements.lock
 # torch first and pinned, in its own layer: it is large and changes rarely.
-RUN pip install --no-cache-dir -c constraints.txt "torch==${TORCH_VERSION}"
+RUN grep -v '^torch==' requirements.lock > constraints.txt \
+    && pip install --no-cache-dir -c constraints.txt "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md /src/
 COPY sdk /src/sdk
 COPY service /src/service
