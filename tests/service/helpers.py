@@ -60,3 +60,29 @@ def event_messages(client: httpx.Client, job_id: str) -> list[str]:
 
 def train_steps(events: list[dict]) -> list[int]:
     return [e["data"]["step"] for e in events if e["type"] == "metrics" and e["data"] and "step" in e["data"]]
+
+
+def _as_eval(point: dict) -> dict:
+    """An alpha-curve point as the gate reads a measurement."""
+    return {"harmful_rate": point["harmful_rate"], "over_refusal_rate": point["over_refusal"],
+            "junk_rate": point["junk_rate"], "utility": point["utility"]}
+
+
+def assert_decision_matches_measurements(report: dict, job: dict) -> None:
+    """The gate's decision is the policy applied to the figures the report shows, whatever
+    they are: relock chose the first alpha of its curve that the policy passes (every
+    point before it fails), and the job is published exactly when the evaluated relocked
+    model passes, with the same reasons."""
+    from service.pipeline.gate import GatePolicy
+
+    policy = GatePolicy(**report["policy"])
+    verdicts = [policy.decide(report["base"], report["unlocked"], _as_eval(p))[0] for p in report["alpha_curve"]]
+    assert not any(verdicts[:-1]), report["alpha_curve"]  # relock stops at the first pass
+    if report["alpha"] is None:
+        assert not any(verdicts) and report["relocked"] is None
+    else:
+        assert verdicts[-1] and report["alpha_curve"][-1]["alpha"] == report["alpha"]
+    passed, reasons = policy.decide(report["base"], report["unlocked"], report["relocked"])
+    assert report["reasons"] == reasons, (report["reasons"], reasons)
+    assert report["decision"] == ("published" if passed else "rejected")
+    assert job["status"] == ("succeeded" if passed else "failed"), job
