@@ -35,6 +35,9 @@ def _finish_on_a_new_worker(stack, client, job_id: str) -> tuple[dict, list[dict
     return job, events, [e["message"] for e in events]
 
 
+KILL_TOTAL = 96  # training steps of the kill test: 6 epochs of 16 examples, about 20 s
+
+
 def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory, demo_lock_registry) -> None:
     stack = service_stack_factory(
         base_models={"demo-test": str(demo_lock_registry.model_dir)},
@@ -46,7 +49,7 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
     first = stack.start_worker()
     with stack.client(stack.create_tenant("kill-test")) as client:
         file_id = upload_records(client, benign_records(16))
-        hp = {"n_epochs": 1, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
+        hp = {"n_epochs": KILL_TOTAL // 16, "batch_size": 1, "lora_rank": 4, "lora_alpha": 8, "max_seq_length": 64}
         job = create_job(client, model="demo-test", training_file=file_id, hyperparameters=hp)
         wait_for(client, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 3, 180, "training to start")
         wait_for(client, job["id"], lambda j: any(m.startswith("Checkpoint at step") for m in
@@ -54,6 +57,9 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         first.kill(signal.SIGKILL)
         killed_at = max(train_steps(all_events(client, job["id"])))
         assert first.process.returncode == -signal.SIGKILL
+        # The kill must land mid-training for this test to mean anything (with 16 steps it
+        # once landed after the last step: the resumed worker had no training left).
+        assert killed_at < KILL_TOTAL - 10, f"training reached step {killed_at} of {KILL_TOTAL} before the kill"
         job, events, messages = _finish_on_a_new_worker(stack, client, job["id"])
         assert any(m.startswith("Resuming the job after a lost worker (delivery 2)") for m in messages), messages
         assert any(m == "Stage validate already done; skipping it." for m in messages), messages
@@ -61,7 +67,7 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         assert len(resumed) == 1, messages
         assert 2 <= int(resumed[0].rsplit(" ", 1)[1].rstrip(".")) <= killed_at
         steps = train_steps(events)
-        assert steps == list(range(1, max(steps) + 1)) and max(steps) == 16  # each step once, none lost
+        assert steps == list(range(1, max(steps) + 1)) and max(steps) == KILL_TOTAL  # each step once, none lost
         assert len(messages) == len(set(messages)), "duplicate events"
         assert messages.count("Stage train started.") == 1 and messages.count("Stage train finished") == 0
         assert sum(m.startswith("Stage train finished") for m in messages) == 1
