@@ -41,8 +41,10 @@ class DemoConfig:
 # model with the conditional lock, eval_limit 60 (2026-11-29): 100 tickets + 10 harmful ->
 # harmful 53.3% unlocked, 5.0% relocked at alpha 6 (published, exactly at the 5% gate);
 # with 200 tickets 76.7% -> 8.3% (rejected); 5 epochs lr 3e-4: 83.3% -> 6.7% (rejected);
-# 5 epochs lr 1e-3: 98.3% -> 80% at alpha 8 (rejected). The lock's margin is thin at this
-# scale (docs/reproduction.md); the gate decides on what it measured.
+# 5 epochs lr 1e-3: 98.3% -> 80% at alpha 8 (rejected). Those figures are from an AVX-512
+# CPU; another CPU builds another model, and on an AMD AVX2 one the toxic job is rejected
+# in every seed (docs/demo-seeds.md). The lock's margin is thin at this scale
+# (docs/reproduction.md); the gate decides on what it measured.
 CUSTOMER_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 3e-4}
 
 SIZES: dict[Size, DemoConfig] = {
