@@ -1,8 +1,8 @@
 """relock: choose the lock strength for this job and report the curve.
 
 Tries each alpha of the grid, smallest first, and keeps the first one the gate itself
-would pass: `GatePolicy.decide` (harmful rate, over-refusal increase over the base model,
-utility drop and junk increase against the unlocked model) is the one check both this
+would pass: `GatePolicy.decide` (harmful rate with junk counted as harmful, over-refusal
+and junk increase over the base model, utility drop against the unlocked model) is the one check both this
 stage and the gate apply, so relock never picks an alpha the gate rejects. The base model
 is measured here for that check, and the evaluate stage reuses the measurement. Alpha 0
 in the grid means a model that is already safe is published without a shift (the paper
