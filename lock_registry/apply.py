@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from typing import Self
 
 import torch
@@ -120,27 +122,63 @@ def apply_lock(
     return handle
 
 
+# Below this many bytes of weight columns one thread is faster than handing out work.
+_PARALLEL_MIN_BYTES = 8 << 20
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="safetylock-apply")
+    return _POOLS[workers]
+
+
 @torch.no_grad()
 def head_bias_deltas(
     projections: list[nn.Linear], lock: MetaSafetyLock, alpha: float
 ) -> dict[int, torch.Tensor]:
-    """Per touched layer, `o_proj.weight @ displacement` in float32 (only touched columns read)."""
+    """Per touched layer, `o_proj.weight @ displacement` in float32 (only touched columns read).
+
+    The read is memory-bound and strided (each head's columns are short runs far apart),
+    so on CPU with fp32 weights the rows are split between torch's threads: each thread
+    reads its rows of every touched head (the same products; BLAS may round a row range
+    differently, within float precision). Deterministic for a given thread count.
+    """
     dim = lock.geometry.head_dim
-    layers = lock.tensors["layers"].tolist()
-    heads = lock.tensors["heads"].tolist()
     scaled = lock.tensors["directions"] * (alpha * lock.tensors["sigmas"]).unsqueeze(1)
+    work = [(projections[layer].weight, head * dim, scaled[i])
+            for i, (layer, head) in enumerate(zip(lock.tensors["layers"].tolist(), lock.tensors["heads"].tolist(),
+                                                  strict=True))]
     deltas: dict[int, torch.Tensor] = {}
-    for index, (layer, head) in enumerate(zip(layers, heads, strict=True)):
+    for layer in lock.tensors["layers"].tolist():
         weight = projections[layer].weight
-        columns = weight.narrow(1, head * dim, dim)
+        deltas.setdefault(layer, torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device))
+    outputs = [deltas[layer] for layer in lock.tensors["layers"].tolist()]
+    rows = min(w.shape[0] for w, _, _ in work) if work else 0
+    workers = torch.get_num_threads()
+    parallel = (workers > 1 and all(w.dtype == torch.float32 and w.device.type == "cpu" for w, _, _ in work)
+                and sum(w.shape[0] * dim * 4 for w, _, _ in work) >= _PARALLEL_MIN_BYTES)
+    if not parallel:
+        _accumulate(work, outputs, dim, 0, None)
+        return deltas
+    bounds = [rows * k // workers for k in range(workers + 1)]
+    chunks = [(lo, hi - lo) for lo, hi in pairwise(bounds)]
+    chunks[-1] = (chunks[-1][0], None)  # the last chunk takes every remaining row
+    list(_pool(workers).map(lambda chunk: _accumulate(work, outputs, dim, *chunk), chunks))
+    return deltas
+
+
+@torch.no_grad()  # grad mode is per thread: the pool's threads need it too
+def _accumulate(work: list[tuple[torch.Tensor, int, torch.Tensor]], outputs: list[torch.Tensor],
+                dim: int, first_row: int, num_rows: int | None) -> None:
+    """outputs[i][rows] += weight_i[rows, start_i:start_i+dim] @ vector_i (rows: from first_row,
+    num_rows of them, or all the rest)."""
+    for (weight, start, vector), out in zip(work, outputs, strict=True):
+        count = weight.shape[0] - first_row if num_rows is None else num_rows
+        columns = weight.narrow(1, start, dim).narrow(0, first_row, count)
         if columns.dtype != torch.float32:
             columns = columns.float()
-        part = torch.mv(columns, scaled[index].to(columns.device))
-        if layer in deltas:
-            deltas[layer].add_(part)
-        else:
-            deltas[layer] = part
-    return deltas
+        out.narrow(0, first_row, count).addmv_(columns, vector.to(columns.device))
 
 
 def _apply_head_bias(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> list[Undo]:

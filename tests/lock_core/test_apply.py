@@ -120,3 +120,29 @@ def test_an_applied_lock_does_not_keep_a_dropped_model_alive():
     gc.collect()
     assert ref() is None and not handle.active
     handle.remove()  # nothing left to do
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_rows_split_between_threads_give_the_one_thread_deltas(monkeypatch, threads):
+    """Large fp32 locks on CPU split the weight rows between torch's threads: the bias is
+    the one-thread bias up to float rounding (BLAS may block a row range differently)."""
+    import lock_registry.apply as apply_module
+
+    model = build_model("llama")
+    projections = attention_output_projections(model)
+    lock = lock_for(model, heads=((0, 1), (1, 0), (1, 3), (0, 2)))
+    serial = apply_module.head_bias_deltas(projections, lock, 4.0)  # a tiny lock: one thread
+    monkeypatch.setattr(apply_module, "_PARALLEL_MIN_BYTES", 0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        split = apply_module.head_bias_deltas(projections, lock, 4.0)
+        expected = hooked_logits(model, lock, alpha=4.0)
+        with apply_lock(model, lock, 4.0):
+            locked = logits(model, IDS)
+    finally:
+        torch.set_num_threads(previous)
+    assert serial.keys() == split.keys() == {0, 1}
+    for layer in serial:
+        torch.testing.assert_close(split[layer], serial[layer], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(locked, expected, rtol=1e-4, atol=1e-5)
