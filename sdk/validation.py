@@ -171,6 +171,10 @@ def check_example_text(text: str) -> list[tuple[str, str, str]]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return [("", "invalid_json", f"not valid JSON: {exc.msg} at column {exc.colno}")]
+    except RecursionError:
+        return [("", "invalid_json", "not valid JSON here: nested too deeply")]
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return [("", "invalid_json", f"not valid JSON here: {exc}")]
     return check_example(obj)
 
 

@@ -25,6 +25,8 @@ def _line(obj) -> bytes:
     ("line", "field", "code"),
     [
         (b"{not json}\n", "", "invalid_json"),
+        (b'{"messages": ' + b"[" * 1200 + b"]" * 1200 + b"}\n", "", "invalid_json"),  # too deep
+        (b'{"messages": ' + b"1" * 4400 + b"}\n", "", "invalid_json"),  # int too long to convert
         (b"\xff\xfe{}\n", "", "invalid_utf8"),
         (_line([1, 2]), "", "not_an_object"),
         (_line({"prompt": "x"}), "messages", "missing_messages"),
@@ -100,3 +102,13 @@ def test_error_list_is_capped_but_counted():
 def test_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         validate_training_file(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize(("line", "phrase"), [
+    (b'{"messages": ' + b"[" * 1200 + b"]" * 1200 + b"}\n", "nested too deeply"),
+    (b'{"messages": ' + b"1" * 4400 + b"}\n", "4300 digits"),
+])
+def test_json_that_python_cannot_hold_is_a_named_error_not_a_crash(line, phrase):
+    report = validate_training_bytes(_line(GOOD) + line)
+    assert [(e.line, e.code) for e in report.errors] == [(2, "invalid_json")]
+    assert phrase in report.errors[0].message

@@ -56,6 +56,8 @@ CASES = [
     # uploads
     Case("bad JSON line", "POST", "/v1/files", 400, "invalid_file", "line 2: not valid JSON",
          upload(GOOD + b'{"messages": [\n'), param="file"),
+    Case("JSON nested too deeply", "POST", "/v1/files", 400, "invalid_file", "line 2: not valid JSON here: nested too deeply",
+         upload(GOOD + b'{"messages": ' + b"[" * 1200 + b"]" * 1200 + b"}\n"), param="file"),
     Case("wrong role", "POST", "/v1/files", 400, "invalid_file", "messages[0].role: role 'robot'",
          upload(line([{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]))),
     Case("empty file", "POST", "/v1/files", 400, "invalid_file", "at least 1 required", upload(b"")),
