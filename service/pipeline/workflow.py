@@ -172,7 +172,14 @@ def _run_stage(sc: StageContext, stage: str) -> None:
 
 
 def _run_final(sc: StageContext, stage: str) -> str:
-    sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "stage", stage), only_if=ACTIVE)
+    def enter(job: JobRecord) -> None:
+        # One atomic step: a cancel accepted until now wins; from here on the API refuses
+        # cancels (FINAL_STAGES), so a cancelled job is never published.
+        if job.cancel_requested:
+            raise Cancelled(f"before {stage}")
+        job.stage = stage
+
+    sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
     started = time.monotonic()
     result = _stage_module(stage).run(sc, started)
     return _finish(sc, result.status, result.error, fine_tuned_model=result.model_id)

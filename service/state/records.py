@@ -12,6 +12,8 @@ JobStatus = Literal["validating_files", "queued", "running", "succeeded", "faile
 Stage = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish", "reject"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 STAGES: tuple[Stage, ...] = ("validate", "train", "resolve_lock", "relock", "evaluate", "gate")
+# After the gate the worker commits to one of these; a job in one can no longer be cancelled.
+FINAL_STAGES: tuple[Stage, ...] = ("publish", "reject")
 
 
 def new_id(prefix: str) -> str:

@@ -17,7 +17,15 @@ from service.api.pagination import page
 from service.context import job_key
 from service.pipeline.gate import GatePolicy
 from service.pipeline.resolve_lock import LockNotFound, find_lock
-from service.state.records import EventRecord, Hyperparameters, JobRecord, JobStatus, new_id, now
+from service.state.records import (
+    FINAL_STAGES,
+    EventRecord,
+    Hyperparameters,
+    JobRecord,
+    JobStatus,
+    new_id,
+    now,
+)
 from service.state.repo import JobConflict, TooManyActiveJobs
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["jobs"])
@@ -101,6 +109,8 @@ def cancel(ctx: Context, tenant: Tenant, job_id: str) -> dict:
     job = _own(ctx, tenant, job_id)
 
     def request(record: JobRecord) -> None:
+        if record.stage in FINAL_STAGES:  # the worker committed to publish or reject
+            raise JobConflict(f"job {job_id} is in its final stage")
         record.cancel_requested = True
         if record.status in ("validating_files", "queued"):  # nothing running: cancel at once
             record.status, record.finished_at = "cancelled", now()
@@ -108,7 +118,10 @@ def cancel(ctx: Context, tenant: Tenant, job_id: str) -> dict:
     try:
         job = ctx.records.update_job(job.id, request, only_if=("validating_files", "queued", "running"))
     except JobConflict as exc:
-        raise APIError(409, "job_not_cancellable", f"Job {job_id} is already {job.status}.") from exc
+        current = ctx.records.get_job(job.id) or job
+        state = f"in its final stage ({current.stage})" if current.stage in FINAL_STAGES and not current.terminal \
+            else f"already {current.status}"
+        raise APIError(409, "job_not_cancellable", f"Job {job_id} is {state}.") from exc
     ctx.records.add_event(job.id, "Cancellation requested.", once="cancel_requested")
     if job.status == "cancelled":  # it was not running: nothing else will record the end
         ctx.records.add_event(job.id, "Job cancelled.", level="warn", once="finished")

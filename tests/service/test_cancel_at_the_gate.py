@@ -1,0 +1,68 @@
+"""A cancel accepted while the gate decides wins: the job ends cancelled and nothing is
+published. Once the worker has committed to publish (or reject), the API refuses cancels.
+
+The embedded service in-process (SQLite records, a local store), with stand-in stages so
+the race is exact: the cancel arrives during the gate, as the API would record it.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.main import create_app
+from service.pipeline import workflow
+from service.settings import Settings
+from service.state.records import STAGES, JobRecord, new_id
+
+
+@pytest.fixture
+def service(tmp_path):
+    settings = Settings(data_dir=tmp_path, store_url=None, broker_url=None, redis_url=None)
+    app = create_app(settings, resume=False)
+    with TestClient(app) as client:
+        yield client, app.state.context
+
+
+def _job(ctx, **fields) -> tuple[JobRecord, str]:
+    tenant, key = ctx.records.create_tenant("acme")
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x", **fields)
+    ctx.records.add_job(job)
+    return job, key
+
+
+def test_a_cancel_during_the_gate_wins_and_nothing_is_published(service, monkeypatch) -> None:
+    client, ctx = service
+    job, key = _job(ctx, status="running", stage="validate")
+    finals: list[str] = []
+
+    def stage(name: str):
+        def run(sc, started=None):
+            if name == "gate":
+                response = client.post(f"/v1/fine_tuning/jobs/{job.id}/cancel", headers={"Authorization": f"Bearer {key}"})
+                assert response.status_code == 200, response.text  # accepted while the gate runs
+                return {"passed": True, "reasons": [], "policy": None}
+            if name in ("publish", "reject"):
+                finals.append(name)
+            return {}
+        return SimpleNamespace(run=run)
+
+    monkeypatch.setattr(workflow, "_stage_module", stage)
+    assert workflow.run_job(ctx, job.id) == "cancelled"
+    assert finals == []
+    messages = [e.message for e in ctx.records.events(job.id)]
+    assert "Job cancelled during before publish." in messages and "Stage gate finished" in " ".join(messages)
+    assert set(STAGES) <= {m.split()[1] for m in messages if m.startswith("Stage ") and m.endswith("started.")}
+
+
+@pytest.mark.parametrize("final", ["publish", "reject"])
+def test_the_api_refuses_a_cancel_once_the_final_stage_began(service, final) -> None:
+    client, ctx = service
+    job, key = _job(ctx, status="running", stage=final)
+    response = client.post(f"/v1/fine_tuning/jobs/{job.id}/cancel", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "job_not_cancellable" and f"in its final stage ({final})" in error["message"]
+    assert ctx.records.get_job(job.id).cancel_requested is False
