@@ -21,6 +21,7 @@ import uuid
 
 from service.context import ServiceContext
 from service.pipeline.context import StageContext, StageFailure
+from service.pipeline.incidents import new_incident, public_reason
 from service.state.records import STAGES, ErrorInfo, JobRecord, now
 from service.state.repo import JobConflict
 
@@ -119,19 +120,25 @@ def _run(ctx: ServiceContext, job_id: str) -> str:
         raise
     except Exception as exc:
         stage = sc.job.stage or "validate"
-        log.exception("job %s: stage %s crashed", job_id, stage)
+        incident = new_incident()
+        log.exception("job %s: stage %s crashed (%s)", job_id, stage, incident)
+        reason = public_reason(exc, incident)
         if stage in FAIL_CLOSED:
             if stage == "publish":  # nothing half-published may stay under models/
                 from service.pipeline.publish import unpublish
 
                 unpublish(sc)
-            sc.event(f"Stage {stage} failed ({type(exc).__name__}: {exc}); the gate fails closed.",
+            sc.event(f"Stage {stage} failed ({reason}); the gate fails closed.",
                      level="error", once=f"crash:{stage}")
-            sc.save_output("gate", {"passed": False, "reasons": [f"{stage} failed: {type(exc).__name__}: {exc}"],
+            sc.save_output("gate", {"passed": False, "reasons": [f"{stage} failed: {reason}"],
                                     "policy": None, "crashed_stage": stage})
-            return _run_final(sc, "reject")
-        sc.event(f"Stage {stage} failed: {type(exc).__name__}: {exc}", level="error", once="failed")
-        return _finish(sc, "failed", ErrorInfo(code=f"{stage}_failed", message=f"{type(exc).__name__}: {exc}"))
+            try:
+                return _run_final(sc, "reject")
+            except Cancelled as cancelled:  # a cancel accepted before the crash still wins
+                sc.event(f"Job cancelled during {cancelled.where}.", level="warn", once="cancelled")
+                return _finish(sc, "cancelled", None)
+        sc.event(f"Stage {stage} failed: {reason}", level="error", once="failed")
+        return _finish(sc, "failed", ErrorInfo(code=f"{stage}_failed", message=reason))
 
 
 def _count_delivery(job: JobRecord) -> None:

@@ -107,6 +107,8 @@ def test_a_judge_that_cannot_be_built_rejects_the_job(tmp_path, world) -> None:
     ctx, job, status = _run(tmp_path, world, f"hf_classifier:{tmp_path / 'no-classifier'}")
     assert status == "failed"
     record = ctx.records.get_job(job.id)
-    assert record.error.code == "gate_rejected" and "not a classifier directory" in record.error.message
+    # the operator's misconfiguration is theirs to read in the log; the customer gets an incident id
+    assert record.error.code == "gate_rejected" and "an internal error (incident inc-" in record.error.message
+    assert "no-classifier" not in record.error.message
     assert StageContext(ctx, job.id).require("gate")["crashed_stage"] == "relock"
     assert ctx.store.list(f"models/{job.tenant}/") == []
