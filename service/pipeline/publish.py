@@ -13,12 +13,11 @@ job id, so a publish repeated after a lost worker rewrites the same model, never
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
-from pathlib import Path
 
 from service.context import dumps, model_key
+from service.hashing import sha256_file
 from service.pipeline.context import FinalResult, StageContext
 from service.pipeline.loading import fitted_lock, trained_model
 from service.pipeline.report import build_report
@@ -62,7 +61,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
         "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha,
                  "baked": baked, "kind": lock.manifest.kind,
                  "threshold": (lock.manifest.model_extra or {}).get("threshold")},
-        "files": {rel: _sha256(out / rel) for rel in files},
+        "files": {rel: sha256_file(out / rel) for rel in files},
     }
     sc.ctx.store.put_bytes(f"{prefix}/{MANIFEST}", dumps(manifest))  # last: the model is now published
     sc.ctx.store.put_bytes(sc.key("report.json"), dumps(report))
@@ -72,11 +71,3 @@ def run(sc: StageContext, started: float) -> FinalResult:
     ))
     sc.event(f"Published model {model_id} (alpha {alpha:g}).", once="published")
     return FinalResult(status="succeeded", model_id=model_id)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
