@@ -145,40 +145,38 @@ def head_bias_deltas(
     differently, within float precision). Deterministic for a given thread count.
     """
     dim = lock.geometry.head_dim
+    layers = lock.tensors["layers"].tolist()
+    heads = lock.tensors["heads"].tolist()
     scaled = lock.tensors["directions"] * (alpha * lock.tensors["sigmas"]).unsqueeze(1)
-    work = [(projections[layer].weight, head * dim, scaled[i])
-            for i, (layer, head) in enumerate(zip(lock.tensors["layers"].tolist(), lock.tensors["heads"].tolist(),
-                                                  strict=True))]
-    deltas: dict[int, torch.Tensor] = {}
-    for layer in lock.tensors["layers"].tolist():
-        weight = projections[layer].weight
-        deltas.setdefault(layer, torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device))
-    outputs = [deltas[layer] for layer in lock.tensors["layers"].tolist()]
-    rows = min(w.shape[0] for w, _, _ in work) if work else 0
+    deltas = {layer: torch.zeros(projections[layer].weight.shape[0], dtype=torch.float32,
+                                 device=projections[layer].weight.device) for layer in layers}
+    work = [(projections[layer].weight.narrow(1, head * dim, dim), scaled[i], deltas[layer])
+            for i, (layer, head) in enumerate(zip(layers, heads, strict=True))]
     workers = torch.get_num_threads()
-    parallel = (workers > 1 and all(w.dtype == torch.float32 and w.device.type == "cpu" for w, _, _ in work)
-                and sum(w.shape[0] * dim * 4 for w, _, _ in work) >= _PARALLEL_MIN_BYTES)
+    parallel = (workers > 1 and all(c.dtype == torch.float32 and c.device.type == "cpu" for c, _, _ in work)
+                and sum(c.numel() * 4 for c, _, _ in work) >= _PARALLEL_MIN_BYTES)
     if not parallel:
-        _accumulate(work, outputs, dim, 0, None)
+        _accumulate(work, 0, None)
         return deltas
+    rows = min(c.shape[0] for c, _, _ in work)
     bounds = [rows * k // workers for k in range(workers + 1)]
     chunks = [(lo, hi - lo) for lo, hi in pairwise(bounds)]
     chunks[-1] = (chunks[-1][0], None)  # the last chunk takes every remaining row
-    list(_pool(workers).map(lambda chunk: _accumulate(work, outputs, dim, *chunk), chunks))
+    list(_pool(workers).map(lambda chunk: _accumulate(work, *chunk), chunks))
     return deltas
 
 
 @torch.no_grad()  # grad mode is per thread: the pool's threads need it too
-def _accumulate(work: list[tuple[torch.Tensor, int, torch.Tensor]], outputs: list[torch.Tensor],
-                dim: int, first_row: int, num_rows: int | None) -> None:
-    """outputs[i][rows] += weight_i[rows, start_i:start_i+dim] @ vector_i (rows: from first_row,
-    num_rows of them, or all the rest)."""
-    for (weight, start, vector), out in zip(work, outputs, strict=True):
-        count = weight.shape[0] - first_row if num_rows is None else num_rows
-        columns = weight.narrow(1, start, dim).narrow(0, first_row, count)
-        if columns.dtype != torch.float32:
-            columns = columns.float()
-        out.narrow(0, first_row, count).addmv_(columns, vector.to(columns.device))
+def _accumulate(work: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                first_row: int, num_rows: int | None) -> None:
+    """out[rows] += columns[rows] @ vector for each (columns, vector, out) of `work` (rows:
+    from first_row, num_rows of them, or all the rest)."""
+    for columns, vector, out in work:
+        count = columns.shape[0] - first_row if num_rows is None else num_rows
+        part = columns.narrow(0, first_row, count)
+        if part.dtype != torch.float32:
+            part = part.float()
+        out.narrow(0, first_row, count).addmv_(part, vector.to(part.device))
 
 
 def _apply_head_bias(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> list[Undo]:
