@@ -10,20 +10,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from fastapi.testclient import TestClient
 
-from service.api.main import create_app
 from service.pipeline import workflow
-from service.settings import Settings
 from service.state.records import STAGES, JobRecord, new_id
-
-
-@pytest.fixture
-def service(tmp_path):
-    settings = Settings(data_dir=tmp_path, store_url=None, broker_url=None, redis_url=None)
-    app = create_app(settings, resume=False)
-    with TestClient(app) as client:
-        yield client, app.state.context
 
 
 def _job(ctx, **fields) -> tuple[JobRecord, str]:
@@ -33,8 +22,8 @@ def _job(ctx, **fields) -> tuple[JobRecord, str]:
     return job, key
 
 
-def test_a_cancel_during_the_gate_wins_and_nothing_is_published(service, monkeypatch) -> None:
-    client, ctx = service
+def test_a_cancel_during_the_gate_wins_and_nothing_is_published(embedded_api, monkeypatch) -> None:
+    client, ctx = embedded_api
     job, key = _job(ctx, status="running", stage="validate")
     finals: list[str] = []
 
@@ -58,8 +47,8 @@ def test_a_cancel_during_the_gate_wins_and_nothing_is_published(service, monkeyp
 
 
 @pytest.mark.parametrize("final", ["publish", "reject"])
-def test_the_api_refuses_a_cancel_once_the_final_stage_began(service, final) -> None:
-    client, ctx = service
+def test_the_api_refuses_a_cancel_once_the_final_stage_began(embedded_api, final) -> None:
+    client, ctx = embedded_api
     job, key = _job(ctx, status="running", stage=final)
     response = client.post(f"/v1/fine_tuning/jobs/{job.id}/cancel", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 409, response.text

@@ -7,20 +7,9 @@ its one file are written directly, as publish would.
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from service.api.main import create_app
 from service.context import model_key
-from service.settings import Settings
 from service.state.records import ModelRecord, new_id
-
-
-@pytest.fixture
-def service(tmp_path):
-    settings = Settings(data_dir=tmp_path, store_url=None, broker_url=None, redis_url=None)
-    app = create_app(settings, resume=False)
-    with TestClient(app) as client:
-        yield client, app.state.context
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -36,8 +25,8 @@ def _publish(ctx, tenant_id: str) -> str:
     return model.id
 
 
-def test_untrusted_tenant_is_served_not_given_weights_until_an_operator_allows_it(service) -> None:
-    client, ctx = service
+def test_untrusted_tenant_is_served_not_given_weights_until_an_operator_allows_it(embedded_api) -> None:
+    client, ctx = embedded_api
     _, operator = ctx.records.create_tenant("ops", "operator")
     tenant, key = ctx.records.create_tenant("acme")
     assert tenant.weights_release is False  # the default: untrusted
@@ -62,8 +51,8 @@ def test_untrusted_tenant_is_served_not_given_weights_until_an_operator_allows_i
     assert client.get(f"/v1/models/{model_id}/download", headers=_auth(key)).status_code == 403
 
 
-def test_another_tenants_model_is_a_404_even_for_a_releasing_tenant(service) -> None:
-    client, ctx = service
+def test_another_tenants_model_is_a_404_even_for_a_releasing_tenant(embedded_api) -> None:
+    client, ctx = embedded_api
     owner, _ = ctx.records.create_tenant("owner", weights_release=True)
     _, other = ctx.records.create_tenant("other", weights_release=True)
     response = client.get(f"/v1/models/{_publish(ctx, owner.id)}/download", headers=_auth(other))
@@ -78,8 +67,8 @@ def test_another_tenants_model_is_a_404_even_for_a_releasing_tenant(service) -> 
     ("operator", "/v1/admin/tenants/{tenant}", {"weights_release": "yes please"}, 400, "invalid_value"),
     ("operator", "/v1/admin/tenants/{tenant}", {"role": "operator"}, 400, "invalid_value"),
 ])
-def test_weight_release_route_refuses_bad_requests(service, who, path, body, status, code) -> None:
-    client, ctx = service
+def test_weight_release_route_refuses_bad_requests(embedded_api, who, path, body, status, code) -> None:
+    client, ctx = embedded_api
     _, operator = ctx.records.create_tenant("ops", "operator")
     tenant, customer = ctx.records.create_tenant("acme")
     key = operator if who == "operator" else customer
@@ -88,8 +77,8 @@ def test_weight_release_route_refuses_bad_requests(service, who, path, body, sta
     assert ctx.records.get_tenant(tenant.id) == tenant  # unchanged
 
 
-def test_operator_creates_a_releasing_tenant(service) -> None:
-    client, ctx = service
+def test_operator_creates_a_releasing_tenant(embedded_api) -> None:
+    client, ctx = embedded_api
     _, operator = ctx.records.create_tenant("ops", "operator")
     made = client.post("/v1/admin/tenants", json={"name": "trusted", "weights_release": True}, headers=_auth(operator))
     assert made.status_code == 200, made.text
