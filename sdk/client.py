@@ -1,6 +1,6 @@
 """`Client` and `AsyncClient`: the entry points of the SDK.
 
-    from sdk import Client
+    from safetylock import Client
     client = Client()                      # SAFETYLOCK_BASE_URL, SAFETYLOCK_API_KEY
     f = client.files.upload("train.jsonl")
     job = client.jobs.create(model="demo-chat", training_file=f.id)

@@ -1,0 +1,28 @@
+"""Typed responses of the SafetyLock API: `sdk.types` under the customers' import."""
+
+from sdk.types import (
+    AlphaPoint,
+    DownloadFile,
+    Eval,
+    FileDeleted,
+    FileObject,
+    FineTuningJob,
+    Hyperparameters,
+    JobError,
+    JobEvent,
+    JobProgress,
+    JobStatus,
+    LockRef,
+    Method,
+    Model,
+    ModelDownload,
+    ModelLock,
+    SafetyReport,
+    Stage,
+)
+
+__all__ = [
+    "AlphaPoint", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
+    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
+    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Stage",
+]
