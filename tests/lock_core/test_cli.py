@@ -181,7 +181,7 @@ def test_import_reference_with_local_base_and_publish_hook(app, base_dir, tmp_pa
     torch.save(reference_entries(), tmp_path / "ref.safelock")
     published = []
     monkeypatch.setattr(
-        cli, "_publisher", lambda d, lock: published.append((d, lock)) or "published v1"
+        cli.registry, "publish_saved", lambda d, lock: published.append((d, lock)) or "published v1"
     )
     args = [
         "lock",
@@ -200,7 +200,7 @@ def test_import_reference_with_local_base_and_publish_hook(app, base_dir, tmp_pa
 
 def test_import_reference_needs_geometry_for_a_remote_base(app, tmp_path, monkeypatch):
     torch.save(reference_entries(), tmp_path / "ref.safelock")
-    monkeypatch.setattr(cli, "_publisher", None)
+    monkeypatch.setenv("SAFETYLOCK_STORE_URL", "ftp://nowhere")  # --publish is refused
     args = ["lock", "import-reference", str(tmp_path / "ref.safelock"), "--base-model", "org/model"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "--num-layers" in result.output
@@ -221,7 +221,7 @@ def test_import_reference_needs_geometry_for_a_remote_base(app, tmp_path, monkey
             "--publish",
         ],
     )
-    assert nopub.exit_code == 1 and "lock registry" in nopub.output
+    assert nopub.exit_code == 1 and "error: store URL 'ftp://nowhere'" in nopub.output
 
 
 def test_cli_module_is_light():

@@ -88,12 +88,12 @@ def test_verify_and_show_catch_a_flipped_byte(cli, store_url, tmp_path):
 
 
 def test_create_publish_hook_publishes_the_saved_lock(cli, tmp_path):
-    """`create --publish` / `import-reference --publish` call the hook add_commands installs."""
-    from lock_registry import cli as core_cli
+    """`create --publish` / `import-reference --publish` call `publish_saved`."""
+    from lock_registry.cli.registry import publish_saved
     from lock_registry.lock import MetaSafetyLock
 
     lock_dir = make_lock_dir(tmp_path / "made")
-    message = core_cli._publisher(lock_dir, MetaSafetyLock.load(lock_dir))
+    message = publish_saved(lock_dir, MetaSafetyLock.load(lock_dir))
     assert message.startswith(f"published {BASE_ID}@v1")
     assert json.loads(cli("list", "--json").output)[0]["version"] == 1
 

@@ -1,61 +1,30 @@
-"""The operator's `safetylock lock ...` commands: create, show, import-reference.
+"""`safetylock lock create` (take a lock from an aligned base model) and
+`safetylock lock import-reference` (a paper `.safelock` file).
 
-Light at import time: torch and transformers are imported inside command bodies only.
-Registry commands are added by `lock_registry.registry_cli.add_commands(lock_app)` when
-that module is installed. Publishing hook: `--publish` on create/import-reference calls
-the function given to `set_publisher` (the registry module registers it) with the saved
-lock directory and the lock, and prints what it returns.
+`--publish` publishes the saved lock to the default store (`$SAFETYLOCK_STORE_URL`, else
+`$SAFETYLOCK_DATA_DIR/store`) through `registry.publish_saved`. torch and transformers
+load inside command bodies only.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from .app import console, fail
 
 if TYPE_CHECKING:
     from lock_registry.lock import MetaSafetyLock
 
-lock_app = typer.Typer(
-    name="lock",
-    help="Meta-SafetyLocks (operators): create, inspect and import locks.",
-    no_args_is_help=True,
-)
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-Publisher = Callable[[Path, "MetaSafetyLock"], str]
-_publisher: Publisher | None = None
-
-
-def set_publisher(publisher: Publisher | None) -> None:
-    """Install the function `--publish` calls: `publisher(lock_dir, lock) -> message`."""
-    global _publisher
-    _publisher = publisher
-
-
-def register(app: typer.Typer) -> None:
-    """Entry point of the `safetylock.cli` group: adds `lock` to the root CLI."""
-    app.add_typer(lock_app, name="lock")
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=1)
-
 
 def _publish(out: Path, lock: MetaSafetyLock) -> None:
-    if _publisher is None:
-        raise _fail("--publish needs the lock registry (lock_registry.registry_cli) installed")
-    console.print(_publisher(out, lock))
+    from .registry import publish_saved
+
+    console.print(publish_saved(out, lock))
 
 
-@lock_app.command("create")
 def create(
     model: Annotated[str, typer.Option(help="aligned base model: local directory or hub id")],
     pairs: Annotated[
@@ -122,22 +91,22 @@ def create(
     try:
         recipe = get_preset(preset)
     except LockError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if recipe.kind == "head_bias":
         given = [name for name, value in conditional_options.items() if value is not None]
         if given:
-            raise _fail(
+            raise fail(
                 f"{', '.join(given)} only apply to a conditional preset; "
                 f"preset {preset!r} makes a head_bias lock from --pairs alone"
             )
     else:
         if last_tokens is not None:
-            raise _fail(
+            raise fail(
                 f"--last-tokens only applies to a head_bias preset; preset {preset!r} "
                 "reads the last prompt token"
             )
         if benign is None:
-            raise _fail(
+            raise fail(
                 f"preset {preset!r} makes a conditional lock, which needs benign prompts "
                 "besides the harmful pairs: give --benign FILE (a JSON list of strings)"
             )
@@ -158,7 +127,7 @@ def create(
             )
         lock.save(out)
     except LockError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     manifest = lock.manifest
     console.print(
         f"{manifest.kind} lock with {manifest.num_selected} heads written to {out} "
@@ -251,92 +220,6 @@ def _create_conditional(
         )
 
 
-def kind_rows(manifest) -> dict[str, str]:
-    """The manifest's kind-specific fields (what `register_kind` kinds add), one row each;
-    per-head lists are left to the heads table (`per_head_columns`)."""
-    per_head = per_head_columns(manifest)
-    rows = {}
-    for key, value in (manifest.model_extra or {}).items():
-        if key in per_head:
-            continue
-        if isinstance(value, float):
-            rows[key] = f"{value:.6g}"
-        elif isinstance(value, dict | list):
-            rows[key] = json.dumps(value, separators=(", ", ": "))
-        else:
-            rows[key] = str(value)
-    return rows
-
-
-def per_head_columns(manifest) -> dict[str, list]:
-    """Extra manifest lists with one number per chosen head (e.g. a conditional lock's
-    `head_effects`), keyed by field name."""
-    return {
-        key: value
-        for key, value in (manifest.model_extra or {}).items()
-        if isinstance(value, list)
-        and len(value) == manifest.num_selected
-        and all(isinstance(v, int | float) for v in value)
-    }
-
-
-def heads_table(manifest) -> Table:
-    """The chosen heads with their probe accuracies (when known) and per-head fields."""
-    columns = per_head_columns(manifest)
-    accuracies = any(entry.probe_accuracy is not None for entry in manifest.heads)
-    table = Table(
-        "layer", "head", *(["probe accuracy"] if accuracies else []), *columns, title="chosen heads"
-    )
-    for i, entry in enumerate(manifest.heads):
-        cells = [str(entry.layer), str(entry.head)]
-        if accuracies:
-            cells.append("-" if entry.probe_accuracy is None else f"{entry.probe_accuracy:.3f}")
-        cells += [f"{values[i]:.4g}" for values in columns.values()]
-        table.add_row(*cells)
-    return table
-
-
-@lock_app.command("show")
-def show(
-    directory: Annotated[Path, typer.Argument(help="lock directory")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
-) -> None:
-    """Show a lock's manifest, its kind's fields and its chosen heads (verifies its sha256)."""
-    from lock_registry.errors import LockError
-    from lock_registry.lock import MetaSafetyLock
-
-    try:
-        lock = MetaSafetyLock.load(directory)
-    except LockError as exc:
-        raise _fail(str(exc)) from exc
-    manifest = lock.manifest
-    if as_json:
-        typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
-        return
-    console.print(f"lock {directory} (sha256 verified)", soft_wrap=True)
-    summary = Table(show_header=False)
-    rows = {
-        "kind": manifest.kind,
-        "base model": f"{manifest.base_model.id} ({manifest.base_model.fingerprint[:16] or '?'})",
-        "architecture": manifest.architecture,
-        "geometry": f"{manifest.num_layers} layers x {manifest.num_heads} heads x {manifest.head_dim}",
-        "K last tokens": str(manifest.last_tokens),
-        "N heads": str(manifest.num_selected),
-        "default alpha": str(manifest.default_alpha),
-        "data": manifest.data_fingerprint[:16],
-        "created": f"{manifest.created_at} by {manifest.creator or '?'}",
-        "library": manifest.library_version,
-        "parent": manifest.parent or "-",
-        "sha256": manifest.sha256,
-        **kind_rows(manifest),
-    }
-    for key, value in rows.items():
-        summary.add_row(key, value)
-    console.print(summary)
-    console.print(heads_table(manifest))
-
-
-@lock_app.command("import-reference")
 def import_reference_cmd(
     file: Annotated[Path, typer.Argument(help="reference .safelock file (paper's release)")],
     base_model: Annotated[str, typer.Option(help="base model id, or its local directory")],
@@ -363,7 +246,7 @@ def import_reference_cmd(
             architecture = config.model_type
             fingerprint = model_fingerprint(base_dir)
         elif num_layers is None or num_heads is None:
-            raise _fail(
+            raise fail(
                 f"{base_model} is not a local model directory: give --num-layers and --num-heads"
             )
         lock = import_reference(
@@ -376,20 +259,7 @@ def import_reference_cmd(
         )
         lock.save(out)
     except LockError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"imported {lock.manifest.num_selected} heads from {file} into {out}")
     if publish:
         _publish(out, lock)
-
-
-def _add_registry_commands() -> None:
-    import importlib
-
-    try:
-        registry_cli = importlib.import_module("lock_registry.registry_cli")
-    except ModuleNotFoundError:
-        return  # the registry part (or its extra) is not installed
-    registry_cli.add_commands(lock_app)
-
-
-_add_registry_commands()
