@@ -16,12 +16,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
-    """Run the job API under uvicorn (embedded mode runs the workflow in-process too)."""
+    """Run the job API under uvicorn (embedded mode runs the workflow and the sweeper in-process too)."""
+    import os
+
     import uvicorn
 
     from service.api.main import create_app
+    from service.sweeper import Sweeper
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    app = create_app()
+    if app.state.context.settings.embedded:  # in cluster mode the workers sweep
+        Sweeper(app.state.context, app.state.dispatcher, owner=f"api:{os.getpid()}").start()
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def worker(
@@ -62,6 +68,20 @@ def create_tenant(
     released = "weights released" if tenant.weights_release else "weights not released"
     typer.echo(f"tenant {tenant.id} ({tenant.role}, {released})", err=True)
     typer.echo(api_key)
+
+
+@admin_app.command("sweep")
+def sweep_now() -> None:
+    """Dispatch stranded jobs again and repair stale store copies now (workers do it every SAFETYLOCK_SWEEP_SECONDS)."""
+    from service.context import ServiceContext
+    from service.dispatch import open_dispatcher
+    from service.settings import get_settings
+    from service.sweeper import sweep
+
+    ctx = ServiceContext(get_settings())
+    report = sweep(ctx, open_dispatcher(ctx))
+    typer.echo(f"dispatched again: {len(report.redispatched)} job(s) {' '.join(report.redispatched)}".rstrip())
+    typer.echo(f"store copies repaired: {report.repaired}")
 
 
 def register(app: typer.Typer) -> None:

@@ -91,7 +91,15 @@ class Settings(BaseSettings):
         4 * 3600, description="Redis visibility timeout (s): must exceed the longest stage."
     )
     lease_seconds: int = Field(60, description="A running job's lease; a dead worker's lease expires after this.")
-    max_deliveries: int = Field(3, description="Deliveries of one job (first run plus redeliveries after lost workers) before it fails.")
+    max_deliveries: int = Field(
+        3, description="Deliveries of one job (first run plus redeliveries after lost workers or crashes) before it fails."
+    )
+    sweep_seconds: int = Field(
+        60, ge=1, description="How often a worker (or the embedded API) looks for stranded jobs and stale store copies."
+    )
+    redispatch_seconds: int = Field(
+        900, ge=1, description="An unfinished job no worker has held for this long since its last dispatch is dispatched again."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 
 from service.api.errors import APIError, not_found
 from service.context import ServiceContext
+from service.dispatch import Dispatcher
 from service.state.records import TenantRecord
 
 _ID = re.compile(r"^(file|ftjob|model|tenant)-[0-9a-f]{24}$")
@@ -20,6 +21,13 @@ def get_context(request: Request) -> ServiceContext:
 
 
 Context = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
+Dispatch = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 def get_tenant(ctx: Context, authorization: Annotated[str | None, Header()] = None) -> TenantRecord:

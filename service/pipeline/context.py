@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.context import ServiceContext, dumps, job_key
+from service.context import ServiceContext
+from service.pipeline.lease import JobLease
 from service.state.records import ErrorInfo, JobRecord, Progress
+from service.store_layout import dumps, job_key
 
 
 class StageFailure(Exception):
@@ -24,6 +26,8 @@ class StageFailure(Exception):
 class StageContext:
     ctx: ServiceContext
     job_id: str
+    lease: JobLease | None = None
+    """The worker's hold on the job (None outside a worker, e.g. in stage tests)."""
     _last_progress: float = field(default=0.0, repr=False)
 
     @property
@@ -86,6 +90,11 @@ class StageContext:
             job.progress = progress
 
         self.ctx.records.update_job(self.job_id, change, only_if=("validating_files", "queued", "running"))
+
+    def confirm_lease(self) -> None:
+        """Raise LeaseLost if another worker took the job over (checked before publishing)."""
+        if self.lease is not None:
+            self.lease.confirm()
 
     def cancel_requested(self) -> bool:
         return self.job.cancel_requested

@@ -17,6 +17,7 @@ from service.pipeline.context import StageContext
 from service.pipeline.resolve_lock import load_lock
 from service.pipeline.train import TRAINED
 from service.pipeline.validate import load_records
+from service.store_layout import file_key
 
 
 def load_model(path: str | Path) -> tuple[Any, Any]:
@@ -103,7 +104,7 @@ def validation_records(sc: StageContext) -> list[dict] | None:
     job = sc.job
     if not job.validation_file:
         return None
-    return load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.validation_file}"))
+    return load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.validation_file)))
 
 
 def summarise(result: Any) -> dict[str, float | None]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import shutil
 import time
 
-from service.context import dumps, model_key
 from service.hashing import sha256_file
 from service.pipeline.context import FinalResult, StageContext
 from service.pipeline.loading import fitted_lock, trained_model
 from service.pipeline.report import build_report
 from service.state.records import ModelRecord
+from service.store_layout import dumps, model_key
 
 MANIFEST = "manifest.json"
 
@@ -63,6 +63,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
                  "threshold": (lock.manifest.model_extra or {}).get("threshold")},
         "files": {rel: sha256_file(out / rel) for rel in files},
     }
+    sc.confirm_lease()  # a worker that lost the job publishes nothing
     sc.ctx.store.put_bytes(f"{prefix}/{MANIFEST}", dumps(manifest))  # last: the model is now published
     sc.ctx.store.put_bytes(sc.key("report.json"), dumps(report))
     sc.ctx.records.add_model(ModelRecord(

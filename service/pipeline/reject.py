@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from service.context import dumps
 from service.pipeline.context import FinalResult, StageContext
 from service.pipeline.report import build_report
 from service.state.records import ErrorInfo
+from service.store_layout import dumps
 
 
 def run(sc: StageContext, started: float) -> FinalResult:

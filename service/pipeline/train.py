@@ -17,6 +17,7 @@ from pathlib import Path
 from service.pipeline.context import StageContext
 from service.pipeline.validate import load_records
 from service.state.records import Progress
+from service.store_layout import file_key
 
 TRAINED = "trained"
 CHECKPOINTS = "checkpoints"
@@ -84,8 +85,8 @@ def run(sc: StageContext) -> dict:
         lora_alpha=hp.lora_alpha, max_seq_length=hp.max_seq_length, seed=hp.seed,
         save_steps=sc.settings.checkpoint_steps,
     )
-    train = load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.training_file}"))
-    valid = (load_records(sc.ctx.store.get_bytes(f"files/{job.tenant}/{job.validation_file}"))
+    train = load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.training_file)))
+    valid = (load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.validation_file)))
              if job.validation_file else None)
     out_dir = sc.work_dir / TRAINED
     shutil.rmtree(out_dir, ignore_errors=True)  # a partial run of a lost worker

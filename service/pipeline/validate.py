@@ -9,11 +9,12 @@ import json
 from sdk.validation import validate_training_bytes
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.resolve_lock import LockNotFound, find_lock
+from service.store_layout import file_key
 
 
 def _file_bytes(sc: StageContext, file_id: str, param: str) -> bytes:
     record = sc.ctx.records.get_file(sc.job.tenant, file_id)
-    key = f"files/{sc.job.tenant}/{file_id}"
+    key = file_key(sc.job.tenant, file_id)
     if record is None or not sc.ctx.store.exists(key):
         raise StageFailure("file_not_found", f"{param} {file_id} no longer exists.", param)
     data = sc.ctx.store.get_bytes(key)

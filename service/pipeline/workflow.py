@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
 
 from service.context import ServiceContext
+from service.mirror import copy_events
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.incidents import new_incident, public_reason
+from service.pipeline.lease import JobLease, LeaseLost
 from service.state.records import STAGES, ErrorInfo, JobRecord, now
 from service.state.repo import JobConflict
 
@@ -54,19 +52,6 @@ def _stage_module(stage: str):
     return importlib.import_module(f"service.pipeline.{stage}")
 
 
-class _Heartbeat(threading.Thread):
-    def __init__(self, ctx: ServiceContext, key: str, owner: str) -> None:
-        super().__init__(daemon=True, name=f"lease-{key}")
-        self.ctx, self.key, self.owner = ctx, key, owner
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        ttl = self.ctx.settings.lease_seconds
-        while not self.stopped.wait(ttl / 3):
-            if not self.ctx.records.kv.acquire(self.key, self.owner, ttl):
-                log.error("lost the lease %s", self.key)
-
-
 def run_job(ctx: ServiceContext, job_id: str) -> str | None:
     """Run or resume `job_id`; returns its final status (None if it does not exist).
 
@@ -75,21 +60,15 @@ def run_job(ctx: ServiceContext, job_id: str) -> str | None:
     job = ctx.records.get_job(job_id)
     if job is None or job.terminal:
         return job.status if job else None
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    lease = f"lease:{job_id}"
-    if not ctx.records.kv.acquire(lease, owner, ctx.settings.lease_seconds):
+    lease = JobLease(ctx.records.kv, job_id, ctx.settings.lease_seconds)
+    if not lease.acquire():
         raise JobBusy(job_id)
-    heartbeat = _Heartbeat(ctx, lease, owner)
-    heartbeat.start()
-    try:
-        return _run(ctx, job_id)
-    finally:
-        heartbeat.stopped.set()
-        ctx.records.kv.release(lease, owner)
+    with lease:
+        return _run(StageContext(ctx, job_id, lease=lease))
 
 
-def _run(ctx: ServiceContext, job_id: str) -> str:
-    sc = StageContext(ctx, job_id)
+def _run(sc: StageContext) -> str:
+    ctx, job_id = sc.ctx, sc.job_id
     try:
         job = ctx.records.update_job(job_id, _count_delivery, only_if=ACTIVE)
     except JobConflict:
@@ -113,6 +92,9 @@ def _run(ctx: ServiceContext, job_id: str) -> str:
         return _finish(sc, "failed", exc.error)
     except JobConflict:
         return sc.job.status  # cancelled or finished under us: leave it as it is
+    except LeaseLost:
+        log.error("job %s: another worker took it over; this one stops without publishing", job_id)
+        return sc.job.status
     except HandedBack as exc:  # not a lost worker: this delivery does not count towards the cap
         ctx.records.update_job(job_id, _uncount_delivery, only_if=ACTIVE)
         sc.event(f"The worker is shutting down: job handed back {exc.where}; another worker resumes it.",
@@ -186,6 +168,7 @@ def _run_final(sc: StageContext, stage: str) -> str:
             raise Cancelled(f"before {stage}")
         job.stage = stage
 
+    sc.confirm_lease()
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
     started = time.monotonic()
     result = _stage_module(stage).run(sc, started)
@@ -200,13 +183,5 @@ def _finish(sc: StageContext, status: str, error: ErrorInfo | None, fine_tuned_m
     job = sc.ctx.records.update_job(sc.job_id, change, only_if=ACTIVE)
     level = "info" if status == "succeeded" else "warn" if status == "cancelled" else "error"
     sc.event(f"Job {status}.", level=level, once="finished")
-    mirror_events(sc)
+    copy_events(sc.ctx, job)  # the event log beside the job manifest: the store keeps its history
     return job.status
-
-
-def mirror_events(sc: StageContext) -> None:
-    """Copy the event log beside the job manifest (the store keeps the job's history)."""
-    events = [e.public() for e in sc.ctx.records.events(sc.job_id)]
-    from service.context import dumps
-
-    sc.ctx.store.put_bytes(sc.key("events.json"), dumps(events))

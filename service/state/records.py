@@ -98,6 +98,8 @@ class JobRecord(BaseModel):
     error: ErrorInfo | None = None
     cancel_requested: bool = False
     deliveries: int = 0
+    dispatched_at: float | None = None
+    """When the job was last handed to the workers (None: the hand-over failed; the sweeper retries)."""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
     @property
@@ -105,7 +107,7 @@ class JobRecord(BaseModel):
         return self.status in TERMINAL
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"tenant", "cancel_requested", "deliveries", "lock_version", "stage_seconds"})
+        data = self.model_dump(exclude={"tenant", "cancel_requested", "deliveries", "dispatched_at", "lock_version", "stage_seconds"})
         return {"object": "fine_tuning.job", **data}
 
 

@@ -51,6 +51,10 @@ class Records:
     def hash_key(self, api_key: str) -> str:
         return hmac.new(self._pepper, api_key.encode(), hashlib.sha256).hexdigest()
 
+    def derived_id(self, prefix: str, seed: str) -> str:
+        """The id `seed` always maps to: unguessable without the pepper, like `new_id`."""
+        return f"{prefix}-{self.hash_key('id:' + seed)[:24]}"
+
     def create_tenant(
         self, name: str, role: str = "customer", *, weights_release: bool = False
     ) -> tuple[TenantRecord, str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.context import model_key
 from service.state.records import ModelRecord, new_id
+from service.store_layout import model_key
 
 
 def _auth(key: str) -> dict[str, str]:

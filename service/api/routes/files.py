@@ -12,12 +12,9 @@ from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.pagination import page
 from service.state.records import FileRecord, new_id
+from service.store_layout import file_key
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-
-
-def file_key(record: FileRecord) -> str:
-    return f"files/{record.tenant}/{record.id}"
 
 
 @router.post("")
@@ -43,7 +40,7 @@ async def upload(
         id=new_id("file"), tenant=tenant.id, bytes=len(data), filename=name,
         num_examples=report.num_examples, sha256=hashlib.sha256(data).hexdigest(),
     )
-    ctx.store.put_bytes(file_key(record), data)
+    ctx.store.put_bytes(file_key(record.tenant, record.id), data)
     ctx.records.add_file(record)
     return record.public()
 
@@ -68,6 +65,6 @@ def retrieve(ctx: Context, tenant: Tenant, file_id: str) -> dict:
 @router.delete("/{file_id}")
 def delete(ctx: Context, tenant: Tenant, file_id: str) -> dict:
     record = _own(ctx, tenant, file_id)
-    ctx.store.delete(file_key(record))
+    ctx.store.delete(file_key(record.tenant, record.id))
     ctx.records.delete_file(record)
     return {"id": record.id, "object": "file", "deleted": True}

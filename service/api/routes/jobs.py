@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import Context, Tenant, checked_id
+from service.api.deps import Context, Dispatch, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.pagination import page
-from service.context import job_key
 from service.pipeline.gate import GatePolicy
 from service.pipeline.resolve_lock import LockNotFound, find_lock
 from service.state.records import (
@@ -27,6 +27,8 @@ from service.state.records import (
     now,
 )
 from service.state.repo import JobConflict, TooManyActiveJobs
+from service.store_layout import job_key
+from service.sweeper import dispatch
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["jobs"])
 RETRY_AFTER_SECONDS = 30
@@ -54,7 +56,20 @@ def _own(ctx: Context, tenant: Tenant, job_id: str) -> JobRecord:
 
 
 @router.post("")
-def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
+def create(
+    ctx: Context,
+    dispatcher: Dispatch,
+    tenant: Tenant,
+    body: JobCreate,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> dict:
+    """Store the job, then hand it to the workers. With an Idempotency-Key the job's id
+    derives from it, so a retry after a failure half-way finds the job it created."""
+    job_id = ctx.records.derived_id("ftjob", f"{tenant.id}:{idempotency_key}") if idempotency_key else new_id("ftjob")
+    if (existing := ctx.records.get_job(job_id)) is not None:
+        if existing.model_dump(include=set(JobCreate.model_fields)) != body.model_dump():
+            raise APIError(400, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+        return _resume_dispatch(ctx, dispatcher, existing).public()
     for param in ("training_file", "validation_file"):
         file_id = getattr(body, param)
         if file_id is not None and ctx.records.get_file(tenant.id, checked_id("file", file_id, param)) is None:
@@ -78,7 +93,7 @@ def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
         find_lock(ctx.registry, body.model, body.lock_version)
     except LockNotFound as exc:
         raise APIError(400, "lock_not_found", str(exc), "lock_version" if body.lock_version else "model") from exc
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, **body.model_dump())
+    job = JobRecord(id=job_id, tenant=tenant.id, dispatched_at=time.time(), **body.model_dump())
     try:
         ctx.records.add_job_within_cap(job, ctx.settings.max_active_jobs_per_tenant)
     except TooManyActiveJobs as exc:
@@ -88,9 +103,19 @@ def create(ctx: Context, tenant: Tenant, body: JobCreate) -> dict:
             "finished (or cancel one).",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
+    except JobConflict:  # a concurrent retry with the same key stored it first
+        return _resume_dispatch(ctx, dispatcher, ctx.records.get_job(job.id)).public()
     ctx.records.add_event(job.id, f"Created fine-tuning job {job.id} on {job.model}.", once="created")
-    ctx.dispatcher.submit(job.id, job.model)
+    dispatch(ctx, dispatcher, job)  # stored is accepted: a failed hand-over is the sweeper's to retry
     return job.public()
+
+
+def _resume_dispatch(ctx: Context, dispatcher: Dispatch, job: JobRecord) -> JobRecord:
+    """A retried create: hand the stored job over again if its first hand-over failed."""
+    ctx.records.add_event(job.id, f"Created fine-tuning job {job.id} on {job.model}.", once="created")
+    if job.dispatched_at is None and not job.terminal:
+        dispatch(ctx, dispatcher, job)
+    return job
 
 
 @router.get("")

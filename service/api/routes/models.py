@@ -14,8 +14,8 @@ from fastapi import APIRouter
 from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.pagination import page
-from service.context import model_key
 from service.state.records import ModelRecord
+from service.store_layout import model_key
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 URL_SECONDS = 3600
