@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         description='Celery queue per base model, JSON `{"id": "queue"}` (one queue per accelerator type); others go to `safetylock`.',
     )
     max_file_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted upload, in bytes.")
+    max_json_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest accepted body of any other request (JSON), in bytes."
+    )
     max_examples: int = Field(100_000, description="Most examples in one training file.")
     max_example_tokens: int = Field(4096, description="Most tokens in one example (tokenised with the base model's tokenizer).")
     max_active_jobs_per_tenant: int = Field(

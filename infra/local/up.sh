@@ -106,7 +106,7 @@ source "$dir/stack.env"
 set +a
 
 start redis "$redis_server" --bind 127.0.0.1 --port "$redis_port" --requirepass "$redis_password" \
-    --dir "$dir/data/redis" --save "" --appendonly no --daemonize no
+    --dir "$dir/data/redis" --save "" --appendonly yes --appendfsync everysec --daemonize no
 start s3 "$venv/bin/weed" server -dir="$dir/data/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="${ports[2]}" -master.port.grpc="${ports[3]}" -master.volumeSizeLimitMB=64 \
     -master.telemetry=false -volume.port="${ports[4]}" -volume.port.grpc="${ports[5]}" -volume.max=8 -volume.preStopSeconds=0 \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from service.api.errors import APIError, not_found
 from service.context import ServiceContext
@@ -30,16 +30,9 @@ def get_dispatcher(request: Request) -> Dispatcher:
 Dispatch = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def get_tenant(ctx: Context, authorization: Annotated[str | None, Header()] = None) -> TenantRecord:
-    if not authorization:
-        raise APIError(401, "missing_api_key", "Send your API key as 'Authorization: Bearer <key>'.")
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise APIError(401, "invalid_authorization", "The Authorization header must be 'Bearer <key>'.")
-    tenant = ctx.records.tenant_for_key(key.strip())
-    if tenant is None:
-        raise APIError(401, "invalid_api_key", "The API key is not valid.")
-    return tenant
+def get_tenant(request: Request) -> TenantRecord:
+    """The caller's tenant, authenticated by `RequestGuard` before the body was read."""
+    return request.state.tenant
 
 
 Tenant = Annotated[TenantRecord, Depends(get_tenant)]

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
         message = f"No route for {request.method} {request.url.path}." if exc.status_code == 404 else str(exc.detail)
+        if exc.status_code == 413 and MAX_BODY_SIZE_SCOPE_KEY in request.scope:
+            message = f"The request body is larger than the limit of {request.scope[MAX_BODY_SIZE_SCOPE_KEY]} bytes."
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)

@@ -1,6 +1,6 @@
 """The key-value operations the service needs, on Redis (cluster) or SQLite (embedded).
 
-Values are strings (JSON). Conditional writes (`compare_and_set`, `put_if_absent`) are
+Values are strings (JSON); `put` and `put_if_absent` take an optional time to live. Conditional writes (`compare_and_set`, `put_if_absent`) are
 atomic in both backends, across threads and processes, which is what makes job state
 transitions safe when two workers see the same job.
 """
@@ -16,8 +16,8 @@ from typing import Protocol
 
 class KV(Protocol):
     def get(self, key: str) -> str | None: ...
-    def put(self, key: str, value: str) -> None: ...
-    def put_if_absent(self, key: str, value: str) -> bool: ...
+    def put(self, key: str, value: str, ttl: float | None = None) -> None: ...
+    def put_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
     def compare_and_set(self, key: str, expected: str | None, value: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def incr(self, key: str) -> int: ...
@@ -64,11 +64,11 @@ class RedisKV:
     def get(self, key: str) -> str | None:
         return self._r.get(self._k(key))
 
-    def put(self, key: str, value: str) -> None:
-        self._r.set(self._k(key), value)
+    def put(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._r.set(self._k(key), value, px=_ms(ttl))
 
-    def put_if_absent(self, key: str, value: str) -> bool:
-        return bool(self._r.set(self._k(key), value, nx=True))
+    def put_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        return bool(self._r.set(self._k(key), value, nx=True, px=_ms(ttl)))
 
     def compare_and_set(self, key: str, expected: str | None, value: str) -> bool:
         flag = "" if expected is None else "1"
@@ -132,11 +132,17 @@ class SqliteKV:
     def get(self, key: str) -> str | None:
         return self._tx(lambda db: self._read(db, key))
 
-    def put(self, key: str, value: str) -> None:
-        self._tx(lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, NULL)", (key, value)))
+    def put(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._tx(lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, _expiry(ttl))))
 
-    def put_if_absent(self, key: str, value: str) -> bool:
-        return self.compare_and_set(key, None, value)
+    def put_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            if self._read(db, key) is not None:
+                return False
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, _expiry(ttl)))
+            return True
+
+        return self._tx(op)
 
     def compare_and_set(self, key: str, expected: str | None, value: str) -> bool:
         def op(db: sqlite3.Connection) -> bool:
@@ -183,6 +189,14 @@ class SqliteKV:
 
     def release(self, key: str, owner: str) -> None:
         self._tx(lambda db: db.execute("DELETE FROM kv WHERE k = ? AND v = ?", (key, owner)))
+
+
+def _ms(ttl: float | None) -> int | None:
+    return None if ttl is None else max(1, int(ttl * 1000))
+
+
+def _expiry(ttl: float | None) -> float | None:
+    return None if ttl is None else time.time() + ttl
 
 
 def open_kv(redis_url: str | None, sqlite_path: Path) -> KV:

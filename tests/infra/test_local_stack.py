@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from sdk import Client
 from tests.infra.manifests import INFRA, tool
@@ -98,6 +99,8 @@ def test_local_stack_runs_a_job_and_stops_cleanly(demo_model_dir: Path, tmp_path
         assert httpx.get(f"{url}/healthz", timeout=5).json()["mode"] == "cluster"
         stack_env = read_stack_env(run_dir / "stack.env")
         assert stack_env["SAFETYLOCK_BASE_URL"] == url
+        records = redis.Redis.from_url(stack_env["SAFETYLOCK_BROKER_URL"], decode_responses=True)
+        assert records.config_get("appendonly") == {"appendonly": "yes"}  # a restart keeps the records
 
         # Operator: a lock from the base model into the stack's registry, a tenant.
         operator = {**env, **stack_env}

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
 @router.post("")
-async def upload(
+def upload(
     ctx: Context,
     tenant: Tenant,
     file: Annotated[UploadFile, File()],
@@ -27,7 +27,7 @@ async def upload(
     if purpose != "fine-tune":
         raise APIError(400, "invalid_purpose", f"purpose must be 'fine-tune', got {purpose!r}.", "purpose")
     limit = ctx.settings.max_file_bytes
-    data = await file.read(limit + 1)
+    data = file.file.read(limit + 1)  # a plain def: validation and the store run in a worker thread
     if len(data) > limit:
         raise APIError(413, "file_too_large", f"The file is larger than the limit of {limit} bytes.", "file")
     name = (file.filename or "upload.jsonl").replace("/", "_").replace("\\", "_")[:255]

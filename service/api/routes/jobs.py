@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -162,14 +163,15 @@ def events(ctx: Context, tenant: Tenant, job_id: str, limit: int = 20, after: st
 
 
 async def _sse(ctx: Context, job_id: str, after: str | None) -> AsyncIterator[str]:
-    """`data: <event json>` per event, oldest first, until the job is terminal and drained."""
+    """`data: <event json>` per event, oldest first, until the job is terminal and drained.
+    The records are read in a worker thread: a slow store never blocks the event loop."""
     seen = 0
     if after is not None:
-        ids = [e.id for e in ctx.records.events(job_id)]
+        ids = [e.id for e in await run_in_threadpool(ctx.records.events, job_id)]
         seen = ids.index(after) + 1 if after in ids else 0
     while True:
-        terminal = ctx.records.get_job(job_id).terminal  # read before the events: none is missed
-        events = ctx.records.events(job_id)
+        terminal = (await run_in_threadpool(ctx.records.get_job, job_id)).terminal  # before the events: none is missed
+        events = await run_in_threadpool(ctx.records.events, job_id)
         for event in events[seen:]:
             yield f"data: {json.dumps(event.public())}\n\n"
         seen = len(events)
