@@ -7,10 +7,18 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
+from lock_registry.store.errors import StoreConnectionError
+
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = (StoreConnectionError, RedisConnectionError, RedisTimeoutError)
+"""A backend (the object store, Redis) that cannot be reached: 503, try again."""
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
 
 _TYPES = {
     400: "invalid_request_error",
@@ -21,6 +29,7 @@ _TYPES = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    503: "service_unavailable_error",
 }
 
 
@@ -71,7 +80,19 @@ def install(app: FastAPI) -> None:
             message = f"The request body is larger than the limit of {request.scope[MAX_BODY_SIZE_SCOPE_KEY]} bytes."
         return error_response(exc.status_code, code, message)
 
+    @app.exception_handler(StoreConnectionError)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency down on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, "service_unavailable", "A backend of the service is unreachable; nothing was changed. Retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+        )
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UNAVAILABLE):  # raised outside the routes (the request guard)
+            return await _unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "The server failed to handle the request; it has been logged.")
