@@ -1,5 +1,9 @@
 """`safetylock serve`, `safetylock worker`, `safetylock admin ...` (all read the same Settings).
 
+`admin` works on the records directly (as the operator on the platform's own machines):
+create-tenant, rotate-key, revoke-key, suspend, sweep; the same and more (quotas, keys
+listed) are operator routes under `/v1/admin/`.
+
 Light at import: heavy modules are imported inside the commands.
 """
 
@@ -59,15 +63,62 @@ def create_tenant(
     ] = False,
 ) -> None:
     """Create a tenant and print its API key (shown this once; only its hash is stored)."""
-    from service.context import ServiceContext
-    from service.settings import get_settings
-
-    records = ServiceContext(get_settings()).records
+    records = _records()
     role = "operator" if operator else "customer"
     tenant, api_key = records.create_tenant(name, role, weights_release=release_weights)
     released = "weights released" if tenant.weights_release else "weights not released"
     typer.echo(f"tenant {tenant.id} ({tenant.role}, {released})", err=True)
     typer.echo(api_key)
+
+
+def _records():
+    from service.context import ServiceContext
+    from service.settings import get_settings
+
+    return ServiceContext(get_settings()).records
+
+
+def _tenant_or_exit(records, tenant_id: str):
+    tenant = records.get_tenant(tenant_id)
+    if tenant is None:
+        typer.echo(f"error: no tenant {tenant_id!r}", err=True)
+        raise typer.Exit(code=1)
+    return tenant
+
+
+@admin_app.command("rotate-key")
+def rotate_key(tenant_id: Annotated[str, typer.Argument(help="Tenant id (tenant-...).")]) -> None:
+    """Give a tenant a new API key and revoke all its earlier keys now; prints the new key once."""
+    records = _records()
+    tenant = _tenant_or_exit(records, tenant_id)
+    record, api_key = records.rotate_keys(tenant.id)
+    typer.echo(f"tenant {tenant.id}: new key {record.id} (...{record.hint}); earlier keys revoked", err=True)
+    typer.echo(api_key)
+
+
+@admin_app.command("revoke-key")
+def revoke_key(
+    tenant_id: Annotated[str, typer.Argument(help="Tenant id (tenant-...).")],
+    key_id: Annotated[str, typer.Argument(help="Key id (key-...), as `GET /v1/admin/tenants/{id}/keys` lists them.")],
+) -> None:
+    """Revoke one API key of a tenant now."""
+    records = _records()
+    tenant = _tenant_or_exit(records, tenant_id)
+    if not records.revoke_key(tenant.id, key_id):
+        typer.echo(f"error: tenant {tenant.id} has no key {key_id!r}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"revoked {key_id}")
+
+
+@admin_app.command("suspend")
+def suspend(
+    tenant_id: Annotated[str, typer.Argument(help="Tenant id (tenant-...).")],
+    resume: Annotated[bool, typer.Option("--resume", help="Lift the suspension instead.")] = False,
+) -> None:
+    """Suspend a tenant (every request with its keys gets 403) or, with --resume, lift it."""
+    records = _records()
+    tenant = records.update_tenant(_tenant_or_exit(records, tenant_id).id, suspended=not resume)
+    typer.echo(f"tenant {tenant.id} {'suspended' if tenant.suspended else 'active'}")
 
 
 @admin_app.command("sweep")

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest accepted body of any other request (JSON), in bytes."
     )
+    max_files_per_tenant: int = Field(1000, ge=0, description="Default quota of stored files per tenant.")
+    max_storage_bytes_per_tenant: int = Field(
+        1024**3, ge=0, description="Default quota of stored file bytes per tenant (operators may set others per tenant)."
+    )
+    rate_limit_per_minute: int = Field(
+        1200, ge=1, description="Requests one tenant may make per minute (a fixed window); more get 429 and Retry-After."
+    )
     max_examples: int = Field(100_000, description="Most examples in one training file.")
     max_example_tokens: int = Field(4096, description="Most tokens in one example (tokenised with the base model's tokenizer).")
     max_active_jobs_per_tenant: int = Field(

@@ -12,8 +12,8 @@ from service.context import ServiceContext
 from service.dispatch import Dispatcher
 from service.state.records import TenantRecord
 
-_ID = re.compile(r"^(file|ftjob|model|tenant)-[0-9a-f]{24}$")
-_PREFIX = {"file": "file-", "job": "ftjob-", "model": "model-", "tenant": "tenant-"}
+_ID = re.compile(r"^(file|ftjob|model|tenant|key)-[0-9a-f]{24}$")
+_PREFIX = {"file": "file-", "job": "ftjob-", "model": "model-", "tenant": "tenant-", "key": "key-"}
 
 
 def get_context(request: Request) -> ServiceContext:

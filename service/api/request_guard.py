@@ -1,8 +1,10 @@
 """Requests cost nothing until authenticated, and no body outgrows its route's limit.
 
 A pure ASGI middleware that runs before anything reads a body:
-- a request under `/v1/` without a valid API key is answered 401 before its body is read;
-  the tenant found rides in the request state, so the routes do not look the key up again;
+- a request under `/v1/` without a valid API key is answered 401 before its body is read,
+  a suspended tenant's 403, and one past the tenant's requests per minute 429 with
+  Retry-After; the tenant found rides in the request state, so the routes do not look
+  the key up again;
 - a body whose `Content-Length` exceeds the route's limit is answered 413 before it is
   read, and a body sent without one (chunked) is counted as it streams and cut off at the
   limit (Starlette's `RequestBodyLimitResponder`, with a limit per route): uploads may
@@ -10,6 +12,9 @@ A pure ASGI middleware that runs before anything reads a body:
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 from anyio import to_thread
 from starlette.datastructures import Headers
@@ -23,6 +28,7 @@ from service.state.records import TenantRecord
 MULTIPART_FRAMING_BYTES = 64 * 1024
 """Room for the multipart boundaries, headers and the `purpose` field around an upload."""
 UPLOAD_PATH = "/v1/files"
+RATE_WINDOW_SECONDS = 60
 
 
 def authenticate(ctx: ServiceContext, authorization: str | None) -> TenantRecord:
@@ -35,6 +41,24 @@ def authenticate(ctx: ServiceContext, authorization: str | None) -> TenantRecord
     tenant = ctx.records.tenant_for_key(key.strip())
     if tenant is None:
         raise APIError(401, "invalid_api_key", "The API key is not valid.")
+    return tenant
+
+
+def admit(ctx: ServiceContext, authorization: str | None, now: float | None = None) -> TenantRecord:
+    """`authenticate`, then refuse a suspended tenant (403) and one over its rate (429)."""
+    tenant = authenticate(ctx, authorization)
+    if tenant.suspended:
+        raise APIError(403, "tenant_suspended", "This tenant is suspended; contact the platform's operators.")
+    now = time.time() if now is None else now
+    window = int(now // RATE_WINDOW_SECONDS)
+    count = ctx.records.kv.incr(f"rate:{tenant.id}:{window}", ttl=2 * RATE_WINDOW_SECONDS)
+    if count > ctx.settings.rate_limit_per_minute:
+        retry_after = math.ceil((window + 1) * RATE_WINDOW_SECONDS - now)
+        raise APIError(
+            429, "rate_limited",
+            f"More than {ctx.settings.rate_limit_per_minute} requests this minute; retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
     return tenant
 
 
@@ -57,9 +81,9 @@ class RequestGuard:
         ctx: ServiceContext = scope["app"].state.context
         headers = Headers(scope=scope)
         try:
-            tenant = await to_thread.run_sync(authenticate, ctx, headers.get("authorization"))
+            tenant = await to_thread.run_sync(admit, ctx, headers.get("authorization"))
         except APIError as exc:
-            await error_response(exc.status, exc.code, exc.message)(scope, receive, send)
+            await error_response(exc.status, exc.code, exc.message, headers=exc.headers)(scope, receive, send)
             return
         scope.setdefault("state", {})["tenant"] = tenant
         limit = body_limit(ctx, scope["method"], scope["path"])

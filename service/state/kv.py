@@ -20,7 +20,7 @@ class KV(Protocol):
     def put_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
     def compare_and_set(self, key: str, expected: str | None, value: str) -> bool: ...
     def delete(self, key: str) -> None: ...
-    def incr(self, key: str) -> int: ...
+    def incr(self, key: str, ttl: float | None = None) -> int: ...
     def append(self, list_key: str, value: str) -> int: ...
     def items(self, list_key: str) -> list[str]: ...
     def remove(self, list_key: str, value: str) -> None: ...
@@ -77,8 +77,14 @@ class RedisKV:
     def delete(self, key: str) -> None:
         self._r.delete(self._k(key))
 
-    def incr(self, key: str) -> int:
-        return int(self._r.incr(self._k(key)))
+    def incr(self, key: str, ttl: float | None = None) -> int:
+        """Add one; a `ttl` starts when the counter is created (a fixed window)."""
+        if ttl is None:
+            return int(self._r.incr(self._k(key)))
+        pipe = self._r.pipeline(transaction=True)
+        pipe.incr(self._k(key))
+        pipe.pexpire(self._k(key), _ms(ttl), nx=True)
+        return int(pipe.execute()[0])
 
     def append(self, list_key: str, value: str) -> int:
         return int(self._r.rpush(self._k(list_key), value))
@@ -156,11 +162,14 @@ class SqliteKV:
     def delete(self, key: str) -> None:
         self._tx(lambda db: db.execute("DELETE FROM kv WHERE k = ?", (key,)))
 
-    def incr(self, key: str) -> int:
+    def incr(self, key: str, ttl: float | None = None) -> int:
         def op(db: sqlite3.Connection) -> int:
-            value = int(self._read(db, key) or 0) + 1
-            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, NULL)", (key, str(value)))
-            return value
+            current = self._read(db, key)
+            if current is None:
+                db.execute("INSERT OR REPLACE INTO kv VALUES (?, '1', ?)", (key, _expiry(ttl)))
+                return 1
+            db.execute("UPDATE kv SET v = ? WHERE k = ?", (str(int(current) + 1), key))
+            return int(current) + 1
 
         return self._tx(op)
 

@@ -60,7 +60,29 @@ class TenantRecord(BaseModel):
     weights_release: bool = Field(
         False, description="May download its models' weights (a holder can remove the lock: operators grant this)."
     )
+    suspended: bool = Field(False, description="Every request with the tenant's keys is refused (403).")
+    max_files: int | None = Field(None, ge=0, description="Quota of stored files (None: the service default).")
+    max_storage_bytes: int | None = Field(None, ge=0, description="Quota of stored file bytes (None: the service default).")
     created_at: int = Field(default_factory=now)
+
+
+class ApiKeyRecord(BaseModel):
+    """An API key's public facts; the key itself is shown once and only its HMAC is kept."""
+
+    id: str
+    tenant: str
+    hint: str = Field(description="The key's last four characters, to tell keys apart.")
+    created_at: int = Field(default_factory=now)
+
+    def public(self) -> dict[str, Any]:
+        return {"object": "api_key", **self.model_dump(exclude={"tenant"})}
+
+
+class Usage(BaseModel):
+    """What a tenant stores now (counted against its quotas)."""
+
+    files: int = 0
+    bytes: int = 0
 
 
 class FileRecord(BaseModel):

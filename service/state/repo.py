@@ -15,11 +15,13 @@ from typing import Any
 
 from service.state.kv import KV
 from service.state.records import (
+    ApiKeyRecord,
     EventRecord,
     FileRecord,
     JobRecord,
     ModelRecord,
     TenantRecord,
+    Usage,
     new_id,
 )
 
@@ -29,6 +31,14 @@ CAP_LEASE_SECONDS = 10.0
 
 class JobConflict(Exception):
     """A conditional job update whose precondition no longer holds."""
+
+
+class QuotaExceeded(Exception):
+    """A tenant's stored files or bytes would pass its quota."""
+
+    def __init__(self, what: str, used: int, limit: int, adding: int = 1) -> None:
+        super().__init__(f"{what}: {used} used + {adding} > quota {limit}")
+        self.what, self.used, self.limit, self.adding = what, used, limit, adding
 
 
 class TooManyActiveJobs(Exception):
@@ -60,11 +70,48 @@ class Records:
     ) -> tuple[TenantRecord, str]:
         """A new tenant and its API key; only the key's HMAC is stored, the key is shown once."""
         tenant = TenantRecord(id=new_id("tenant"), name=name, role=role, weights_release=weights_release)
-        api_key = "sk-" + secrets.token_urlsafe(32)
         self.kv.put(f"tenant:{tenant.id}", tenant.model_dump_json())
-        self.kv.put(f"apikey:{self.hash_key(api_key)}", tenant.id)
+        _, api_key = self.add_key(tenant.id)
         self.kv.append("tenants", tenant.id)
         return tenant, api_key
+
+    # API keys (several per tenant, so a key can be rotated without downtime) ----------
+    def add_key(self, tenant_id: str) -> tuple[ApiKeyRecord, str]:
+        """A new key for the tenant: (its record, the key, shown this once)."""
+        api_key = "sk-" + secrets.token_urlsafe(32)
+        record = ApiKeyRecord(id=new_id("key"), tenant=tenant_id, hint=api_key[-4:])
+        digest = self.hash_key(api_key)
+        self.kv.put(f"apikeymeta:{record.id}", record.model_dump_json())
+        self.kv.append(f"apikeys:{tenant_id}", f"{record.id}:{digest}")
+        self.kv.put(f"apikey:{digest}", tenant_id)  # last: the key works once its bookkeeping exists
+        return record, api_key
+
+    def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        keys = []
+        for entry in self.kv.items(f"apikeys:{tenant_id}"):
+            raw = self.kv.get(f"apikeymeta:{entry.split(':', 1)[0]}")
+            if raw:
+                keys.append(ApiKeyRecord.model_validate_json(raw))
+        return keys
+
+    def revoke_key(self, tenant_id: str, key_id: str) -> bool:
+        """Revoke one key of the tenant at once; False if it has no such key."""
+        for entry in self.kv.items(f"apikeys:{tenant_id}"):
+            entry_id, _, digest = entry.partition(":")
+            if entry_id == key_id:
+                self.kv.delete(f"apikey:{digest}")  # first: the key stops working
+                self.kv.remove(f"apikeys:{tenant_id}", entry)
+                self.kv.delete(f"apikeymeta:{key_id}")
+                return True
+        return False
+
+    def rotate_keys(self, tenant_id: str) -> tuple[ApiKeyRecord, str]:
+        """A new key for the tenant, and every earlier key revoked."""
+        earlier = self.list_keys(tenant_id)
+        record, api_key = self.add_key(tenant_id)
+        for key in earlier:
+            self.revoke_key(tenant_id, key.id)
+        return record, api_key
 
     def tenant_for_key(self, api_key: str) -> TenantRecord | None:
         tenant_id = self.kv.get(f"apikey:{self.hash_key(api_key)}")
@@ -74,18 +121,48 @@ class Records:
         raw = self.kv.get(f"tenant:{tenant_id}")
         return TenantRecord.model_validate_json(raw) if raw else None
 
-    def set_weights_release(self, tenant_id: str, allowed: bool) -> TenantRecord | None:
-        """Grant or revoke weight downloads (compare-and-set); None for an unknown tenant."""
+    def update_tenant(self, tenant_id: str, **changes: Any) -> TenantRecord | None:
+        """Change a tenant's settings (weight release, suspension, quotas) by compare-and-set;
+        None for an unknown tenant."""
         while True:
             raw = self.kv.get(f"tenant:{tenant_id}")
             if raw is None:
                 return None
-            tenant = TenantRecord.model_validate_json(raw).model_copy(update={"weights_release": allowed})
+            current = TenantRecord.model_validate_json(raw)
+            tenant = TenantRecord.model_validate({**current.model_dump(), **changes})
             if self.kv.compare_and_set(f"tenant:{tenant_id}", raw, tenant.model_dump_json()):
                 return tenant
 
     def tenants(self) -> list[TenantRecord]:
         return [t for i in self.kv.items("tenants") if (t := self.get_tenant(i))]
+
+    # usage and quotas ---------------------------------------------------------------
+    def usage(self, tenant_id: str) -> Usage:
+        raw = self.kv.get(f"usage:{tenant_id}")
+        return Usage.model_validate_json(raw) if raw else Usage()
+
+    def reserve_file(self, tenant_id: str, size: int, max_files: int, max_bytes: int) -> Usage:
+        """Count one more file of `size` bytes against the quotas, atomically; QuotaExceeded
+        (and nothing counted) if it does not fit."""
+        while True:
+            raw = self.kv.get(f"usage:{tenant_id}")
+            usage = Usage.model_validate_json(raw) if raw else Usage()
+            if usage.files + 1 > max_files:
+                raise QuotaExceeded("files", usage.files, max_files)
+            if usage.bytes + size > max_bytes:
+                raise QuotaExceeded("storage_bytes", usage.bytes, max_bytes, size)
+            after = Usage(files=usage.files + 1, bytes=usage.bytes + size)
+            if self.kv.compare_and_set(f"usage:{tenant_id}", raw, after.model_dump_json()):
+                return after
+
+    def release_file(self, tenant_id: str, size: int) -> None:
+        """Give back what `reserve_file` counted (the file was deleted or never stored)."""
+        while True:
+            raw = self.kv.get(f"usage:{tenant_id}")
+            usage = Usage.model_validate_json(raw) if raw else Usage()
+            after = Usage(files=max(0, usage.files - 1), bytes=max(0, usage.bytes - size))
+            if self.kv.compare_and_set(f"usage:{tenant_id}", raw, after.model_dump_json()):
+                return
 
     # files --------------------------------------------------------------------------
     def add_file(self, record: FileRecord) -> None:

@@ -12,6 +12,7 @@ from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.pagination import page
 from service.state.records import FileRecord, new_id
+from service.state.repo import QuotaExceeded
 from service.store_layout import file_key
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -40,9 +41,29 @@ def upload(
         id=new_id("file"), tenant=tenant.id, bytes=len(data), filename=name,
         num_examples=report.num_examples, sha256=hashlib.sha256(data).hexdigest(),
     )
-    ctx.store.put_bytes(file_key(record.tenant, record.id), data)
-    ctx.records.add_file(record)
+    _reserve(ctx, tenant, len(data))
+    try:
+        ctx.store.put_bytes(file_key(record.tenant, record.id), data)
+        ctx.records.add_file(record)
+    except BaseException:
+        ctx.records.release_file(tenant.id, len(data))
+        raise
     return record.public()
+
+
+def _reserve(ctx: Context, tenant: Tenant, size: int) -> None:
+    max_files = ctx.settings.max_files_per_tenant if tenant.max_files is None else tenant.max_files
+    max_bytes = ctx.settings.max_storage_bytes_per_tenant if tenant.max_storage_bytes is None else tenant.max_storage_bytes
+    try:
+        ctx.records.reserve_file(tenant.id, size, max_files, max_bytes)
+    except QuotaExceeded as exc:
+        quota = f"{exc.limit} files" if exc.what == "files" else f"{exc.limit} bytes of files"
+        raise APIError(
+            403, "quota_exceeded",
+            f"This tenant stores {exc.used} {'files' if exc.what == 'files' else 'bytes'}; the quota is {quota}. "
+            "Delete files you no longer need, or ask the operators for a larger quota.",
+            "file",
+        ) from exc
 
 
 @router.get("")
@@ -67,4 +88,5 @@ def delete(ctx: Context, tenant: Tenant, file_id: str) -> dict:
     record = _own(ctx, tenant, file_id)
     ctx.store.delete(file_key(record.tenant, record.id))
     ctx.records.delete_file(record)
+    ctx.records.release_file(tenant.id, record.bytes)
     return {"id": record.id, "object": "file", "deleted": True}
