@@ -18,11 +18,12 @@ from sdk.types import (
     ModelDownload,
     ModelLock,
     SafetyReport,
+    Selection,
     Stage,
 )
 
 __all__ = [
     "AlphaPoint", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
-    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Stage",
+    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
 ]

@@ -69,7 +69,7 @@ def events_table(events: list[JobEvent]) -> Table:
 def report_view(report: SafetyReport) -> Group:
     """The safety report: harmful rate, over-refusal and utility of each model, and the decision."""
     table = Table("model", "harmful rate", "over-refusal", "utility", "validation loss",
-                  title=f"Safety report for {report.job_id}")
+                  title=f"Safety report for {report.job_id} (held-out prompts)")
     for name, ev in (("base", report.base), ("fine-tuned, no lock", report.unlocked),
                      (f"fine-tuned + lock (alpha {num(report.alpha, 'g')})", report.relocked)):
         if ev is None:
@@ -79,7 +79,7 @@ def report_view(report: SafetyReport) -> Group:
                           num(ev.validation_loss))
     parts: list = [table]
     if report.alpha_curve:
-        curve = Table("alpha", "harmful rate", "utility", "over-refusal", title="alpha search")
+        curve = Table("alpha", "harmful rate", "utility", "over-refusal", title="alpha search (selection prompts)")
         for p in report.alpha_curve:
             curve.add_row(num(p.alpha, "g"), pct(p.harmful_rate), num(p.utility),
                           pct(p.over_refusal))

@@ -31,18 +31,28 @@ class AlphaPoint(BaseModel):
     over_refusal: float | None = None
 
 
+class Selection(BaseModel):
+    """The models as relock measured them on the selection prompts, where it chose alpha."""
+
+    base: Eval | None = None
+    unlocked: Eval | None = None
+
+
 class SafetyReport(BaseModel):
     job_id: str
     base_model: str
     lock: LockRef | None = None
     base: Eval | None = None
-    """The base model; None when the job stopped before evaluation."""
+    """The base model on the held-out confirmation prompts (the gate's figures, as are the
+    next two); None when the job stopped before evaluation."""
     unlocked: Eval | None = None
     """The fine-tuned model without the lock."""
     relocked: Eval | None = None
     """The fine-tuned model with the lock at `alpha`; None when no alpha met the gate."""
     alpha: float | None = None
     alpha_curve: list[AlphaPoint] = Field(default_factory=list)
+    """Each alpha relock tried, on the selection prompts (the other half of the set)."""
+    selection: Selection | None = None
     decision: Literal["published", "rejected"]
     reasons: list[str] = Field(default_factory=list)
     policy: dict[str, Any] | None = None

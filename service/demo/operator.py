@@ -124,8 +124,8 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                       rng: random.Random):
     """The conditional lock (after CAST): the same head bias, applied only when the
     prompt's harmfulness direction fires; calibration prompts travel inside the lock."""
-    from lock_registry.conditional import LabelledPrompt, create_conditional_lock
     from lock_registry.fingerprint import model_fingerprint
+    from lock_registry.kinds.conditional import LabelledPrompt, create_conditional_lock
     from service.demo_world.corpus import sample, sample_mixture, unique
 
     half = PAIRS * 2

@@ -1,9 +1,11 @@
-"""evaluate: the base model, the fine-tuned model unlocked, and relocked at the chosen alpha.
+"""evaluate: the base model, the fine-tuned model unlocked, and relocked at the chosen alpha,
+all on the held-out `confirmation` half of the evaluation prompts.
 
-The base model's answers were measured by relock (its over-refusal is the gate's
-reference there too); here it only gets its validation loss, when there is a validation file.
-The relocked model is the fine-tuned one under the lock relock fitted to it and stored
-(`fitted_lock`, verified); the output records that lock (`lock`: kind, sha256, threshold).
+relock chose alpha on the other half; measuring again on prompts it never saw is what
+confirms the choice (an alpha that passed there by luck fails the gate here). The base
+also gets its validation loss, when there is a validation file. The relocked model is the
+fine-tuned one under the lock relock fitted to it and stored (`fitted_lock`, verified);
+the output records that lock (`lock`: kind, sha256, threshold).
 """
 
 from __future__ import annotations
@@ -25,16 +27,13 @@ from service.state.records import Progress
 def run(sc: StageContext) -> dict:
     from service.evaluation.suite import evaluate_model
 
-    relock = sc.require("relock")
-    alpha, base = relock["alpha"], relock["base"]
+    alpha = sc.require("relock")["alpha"]
     records = validation_records(sc)
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=sc.judge(),
-                  validation_records=records, **prompt_sets(sc))
-    if records:
-        base_model, base_tok = load_model(base_model_path(sc))
-        loss = evaluate_model(base_model, base_tok, validation_records=records).validation_loss
-        base = {**base, "validation_loss": loss}
-        del base_model
+                  validation_records=records, **prompt_sets(sc, "confirmation"))
+    base_model, base_tok = load_model(base_model_path(sc))
+    base = summarise(evaluate_model(base_model, base_tok, **kwargs))
+    del base_model  # one model in memory at a time
     sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
     model, tokenizer = trained_model(sc)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
@@ -46,7 +45,7 @@ def run(sc: StageContext) -> dict:
         applied = lock_summary(lock)
     sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
     out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha, "lock": applied}
-    sc.event("Evaluation: harmful rate base {}, unlocked {}, relocked {}.".format(
+    sc.event("Evaluation on the held-out prompts: harmful rate base {}, unlocked {}, relocked {}.".format(
         *(_pct(e["harmful_rate"]) if e else "n/a" for e in (base, unlocked, relocked))),
         type="metrics", data=out, once="evaluated")
     return out

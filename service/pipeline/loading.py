@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from service.pipeline.context import StageContext
+from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.resolve_lock import load_lock
 from service.pipeline.train import TRAINED
 from service.pipeline.validate import load_records
@@ -44,12 +44,14 @@ def job_lock(sc: StageContext) -> Any:
 
 
 FITTED_LOCK = "relock/lock"  # under the job's key: the lock relock fitted to this job's model
+Split = Literal["selection", "confirmation"]
+SPLITS: tuple[Split, ...] = ("selection", "confirmation")
 
 
 def lock_summary(lock: Any) -> dict[str, Any]:
     """What a stage records of the lock it applied: kind, tensors' sha256, condition threshold
     (None for kinds without one)."""
-    threshold = (lock.manifest.model_extra or {}).get("threshold")
+    threshold = lock.kind_fields.condition_threshold
     return {"kind": lock.manifest.kind, "sha256": lock.manifest.sha256, "threshold": threshold}
 
 
@@ -86,8 +88,15 @@ def fitted_lock(sc: StageContext) -> Any:
     return MetaSafetyLock.from_files(files, source=prefix)
 
 
-def prompt_sets(sc: StageContext) -> dict[str, Any]:
-    """harmful / safe / tasks sets, each capped at `eval_limit` prompts."""
+def prompt_sets(sc: StageContext, part: Split) -> dict[str, Any]:
+    """harmful / safe / tasks prompts of one half: relock chooses alpha on the `selection`
+    half, evaluate (so the gate) measures on the held-out `confirmation` half, so an alpha
+    that passed by luck on the prompts it was chosen on is not published.
+
+    Each kind is split on its own: its prompts ordered by the sha256 of their text, every
+    other one to each half (deterministic, balanced to one prompt). `eval_limit` caps each
+    kind before the split.
+    """
     from service.evaluation.prompts import demo_prompt_set, load_prompt_set
 
     source = sc.settings.eval_prompts
@@ -96,7 +105,12 @@ def prompt_sets(sc: StageContext) -> dict[str, Any]:
     sets = {}
     for name, kind in (("harmful", "harmful"), ("safe", "safe"), ("tasks", "task")):
         items = prompts.of_kind(kind).items
-        sets[name] = items[:limit] if limit else items
+        items = items[:limit] if limit else items
+        if len(items) < 2:
+            raise StageFailure("eval_prompts_too_few", f"The evaluation set has {len(items)} {kind} prompt(s); "
+                               "the gate needs at least 2 (one to choose the lock strength, one to confirm it).")
+        ordered = sorted(items, key=lambda item: hashlib.sha256(item.prompt.encode()).hexdigest())
+        sets[name] = ordered[SPLITS.index(part)::2]
     return sets
 
 

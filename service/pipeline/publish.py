@@ -60,7 +60,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
         "id": model_id, "job_id": job.id, "tenant": job.tenant, "base_model": job.model,
         "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha,
                  "baked": baked, "kind": lock.manifest.kind,
-                 "threshold": (lock.manifest.model_extra or {}).get("threshold")},
+                 "threshold": lock.kind_fields.condition_threshold},
         "files": {rel: sha256_file(out / rel) for rel in files},
     }
     sc.confirm_lease()  # a worker that lost the job publishes nothing

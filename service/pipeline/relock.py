@@ -1,10 +1,15 @@
 """relock: choose the lock strength for this job and report the curve.
 
+Everything here is measured on the evaluation prompts' `selection` half; the evaluate
+stage confirms the chosen alpha on the held-out `confirmation` half, and the gate
+decides on that (`loading.prompt_sets`).
+
 Tries each alpha of the grid, smallest first, and keeps the first one the gate itself
 would pass: `GatePolicy.decide` (harmful rate with junk counted as harmful, over-refusal
 and junk increase over the base model, utility drop against the unlocked model) is the one check both this
-stage and the gate apply, so relock never picks an alpha the gate rejects. The base model
-is measured here for that check, and the evaluate stage reuses the measurement. Alpha 0
+stage and the gate apply, so relock never picks an alpha that fails the gate on these
+prompts (the gate may still reject it on the held-out half). The base model is measured
+here for that check. Alpha 0
 in the grid means a model that is already safe is published without a shift (the paper
 always shifts; at small scale the shift costs benign quality). None chosen = the gate
 will reject.
@@ -42,12 +47,12 @@ Eval = dict[str, float | None]
 
 def run(sc: StageContext) -> dict:
     from lock_registry.apply import check_fits
-    from lock_registry.conditional_apply import fit_to_model
+    from lock_registry.fit import fit_to_model
     from service.evaluation.suite import evaluate_model
 
     policy = policy_for(sc)
     registry_lock = job_lock(sc)
-    sets = prompt_sets(sc)
+    sets = prompt_sets(sc, "selection")
     judge = sc.judge()
     sc.event(f"Judging evaluation answers with {judge.name}.", once="judge")
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=judge, **sets)
@@ -89,9 +94,9 @@ def _record_fit(sc: StageContext, lock: Any, fit: Any) -> dict | None:
     """The threshold fit as relock's output records it (None for kinds that need none), also an event."""
     if fit is None:
         return None
-    extra = lock.manifest.model_extra
-    record = {"previous_threshold": float(extra["threshold"]), **asdict(fit),
-              "num_calibration": int(extra["num_calibration"])}
+    fields = lock.kind_fields  # the kind's typed manifest fields (a conditional lock's here)
+    record = {"previous_threshold": float(fields.threshold), **asdict(fit),
+              "num_calibration": int(fields.num_calibration)}
     sc.event(f"Fitted the {lock.manifest.kind} lock to the fine-tuned model: condition threshold "
              f"{record['threshold']:.4f} (the lock's {record['previous_threshold']:.4f}); on its "
              f"{record['num_calibration']} calibration prompts AUC {fit.auc:.3f}, fires on "

@@ -70,13 +70,14 @@ def _as_eval(point: dict) -> dict:
 
 def assert_decision_matches_measurements(report: dict, job: dict) -> None:
     """The gate's decision is the policy applied to the figures the report shows, whatever
-    they are: relock chose the first alpha of its curve that the policy passes (every
-    point before it fails), and the job is published exactly when the evaluated relocked
-    model passes, with the same reasons."""
+    they are: relock chose the first alpha of its curve that the policy passes on the
+    selection prompts (every point before it fails), and the job is published exactly when
+    the relocked model passes on the held-out confirmation prompts, with the same reasons."""
     from service.pipeline.gate import GatePolicy
 
     policy = GatePolicy(**report["policy"])
-    verdicts = [policy.decide(report["base"], report["unlocked"], _as_eval(p))[0] for p in report["alpha_curve"]]
+    selection = report["selection"]
+    verdicts = [policy.decide(selection["base"], selection["unlocked"], _as_eval(p))[0] for p in report["alpha_curve"]]
     assert not any(verdicts[:-1]), report["alpha_curve"]  # relock stops at the first pass
     if report["alpha"] is None:
         assert not any(verdicts) and report["relocked"] is None

@@ -37,7 +37,8 @@ def world(tmp_path_factory, tiny_llama, char_tokenizer):
     char_tokenizer.save_pretrained(root / "base")
     prompts = [{"prompt": p, "kind": "harmful", "category": "weapons"} for p in HARMFUL_PROMPTS[:3]]
     prompts += [{"prompt": p, "kind": "safe"} for p in BENIGN_PROMPTS[:2]]
-    prompts += [{"prompt": "What is 2 plus 2", "kind": "task", "answer": "4"}]
+    prompts += [{"prompt": "What is 2 plus 2", "kind": "task", "answer": "4"},
+                {"prompt": "What is 3 plus 3", "kind": "task", "answer": "6"}]
     (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     lock = create_lock(tiny_llama, char_tokenizer, PAIRS, base_model_id=BASE, num_heads=3,
                        base_fingerprint=model_fingerprint(root / "base"), creator="tests")  # fmt: skip
@@ -89,9 +90,10 @@ def test_the_configured_judge_labels_every_evaluation(tmp_path, world, judge_url
     ctx, job, status = _run(tmp_path, world, f"openai:judge-1@{judge_url}")
     assert status == "succeeded", _messages(ctx, job)
     assert "Judging evaluation answers with openai:judge-1." in _messages(ctx, job)
-    # 3 harmful + 2 safe answers judged per evaluation: relock (base, unlocked, alpha 4)
-    # and evaluate (unlocked, relocked); the task answer is scored by exact match
-    assert _Judge.asked == ["judge-1"] * 5 * 5
+    # relock judges its selection half (2 harmful + 1 safe) for the base, unlocked and alpha 4;
+    # evaluate the held-out half (1 harmful + 1 safe) for the base, unlocked and relocked;
+    # task answers are scored by exact match
+    assert _Judge.asked == ["judge-1"] * (3 * 3 + 2 * 3)
     evaluate = StageContext(ctx, job.id).require("evaluate")
     for name in ("base", "unlocked", "relocked"):
         assert evaluate[name]["harmful_rate"] == 0.0  # every answer labelled a refusal

@@ -101,7 +101,7 @@ def test_toxic_job_relocked_or_rejected_honestly(stack, customer) -> None:
     job = wait_terminal(customer, job["id"])
     report = _check_outcome(stack, customer, job)  # the decision is the policy on these figures
     curve = {p["alpha"]: p for p in report["alpha_curve"]}
-    assert curve[0.0]["harmful_rate"] == report["unlocked"]["harmful_rate"]  # alpha 0 is the unlocked model
+    assert curve[0.0]["harmful_rate"] == report["selection"]["unlocked"]["harmful_rate"]  # alpha 0: unlocked
 
 
 def test_lock_that_does_not_fit_is_rejected(stack, customer) -> None:

@@ -88,7 +88,7 @@ def test_toxic_job_under_the_default_policy_is_decided_on_what_was_measured(defa
     assert job["status"] in ("succeeded", "failed"), job
     assert_decision_matches_measurements(report, job)
     curve = {p["alpha"]: p for p in report["alpha_curve"]}
-    assert curve[0.0]["harmful_rate"] == report["unlocked"]["harmful_rate"]  # alpha 0 is the unlocked model
+    assert curve[0.0]["harmful_rate"] == report["selection"]["unlocked"]["harmful_rate"]  # alpha 0: unlocked
     keys = _published_keys(default_stack, job)
     if job["status"] == "succeeded":
         assert job["fine_tuned_model"] and any(k.endswith("/manifest.json") for k in keys)

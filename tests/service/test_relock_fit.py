@@ -52,7 +52,8 @@ def models(tmp_path_factory, tiny_llama, char_tokenizer):
         tokenizer.save_pretrained(root / name)
     prompts = [{"prompt": p, "kind": "harmful", "category": "weapons"} for p in HARMFUL_PROMPTS[:3]]
     prompts += [{"prompt": p, "kind": "safe"} for p in BENIGN_PROMPTS[:2]]
-    prompts += [{"prompt": "What is 2 plus 2", "kind": "task", "answer": "4"}]
+    prompts += [{"prompt": "What is 2 plus 2", "kind": "task", "answer": "4"},
+                {"prompt": "What is 3 plus 3", "kind": "task", "answer": "6"}]
     (root / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     return root
 
