@@ -10,6 +10,7 @@ the output records that lock (`lock`: kind, sha256, threshold).
 
 from __future__ import annotations
 
+from service.pipeline.base_evaluation import base_evaluation
 from service.pipeline.context import StageContext
 from service.pipeline.loading import (
     base_model_path,
@@ -29,11 +30,14 @@ def run(sc: StageContext) -> dict:
 
     alpha = sc.require("relock")["alpha"]
     records = validation_records(sc)
+    sets = prompt_sets(sc, "confirmation")
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=sc.judge(),
-                  validation_records=records, **prompt_sets(sc, "confirmation"))
-    base_model, base_tok = load_model(base_model_path(sc))
-    base = summarise(evaluate_model(base_model, base_tok, **kwargs))
-    del base_model  # one model in memory at a time
+                  validation_records=records, **sets)
+    base = base_evaluation(sc, sets)  # measured once per base model and prompts, then kept
+    if records:  # the job's own validation file: the base's loss on it is the job's alone
+        base_model, base_tok = load_model(base_model_path(sc))
+        base = {**base, "validation_loss": evaluate_model(base_model, base_tok, validation_records=records).validation_loss}
+        del base_model  # one model in memory at a time
     sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
     model, tokenizer = trained_model(sc)
     unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))

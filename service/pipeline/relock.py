@@ -29,12 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from service.pipeline.base_evaluation import base_evaluation
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
 from service.pipeline.loading import (
-    base_model_path,
     job_lock,
-    load_model,
     prompt_sets,
     store_fitted_lock,
     summarise,
@@ -55,23 +54,36 @@ def run(sc: StageContext) -> dict:
     sets = prompt_sets(sc, "selection")
     judge = sc.judge()
     sc.event(f"Judging evaluation answers with {judge.name}.", once="judge")
-    kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=judge, **sets)
-    base_model, base_tokenizer = load_model(base_model_path(sc))
-    check_fits(base_model, registry_lock)  # a lock of another geometry (the fine-tune's too) is refused, naming the mismatch
-    base = summarise(evaluate_model(base_model, base_tokenizer, **kwargs))
-    del base_model  # one model in memory at a time
+    common = {"max_new_tokens": sc.settings.eval_max_new_tokens, "keep_samples": False, "judge": judge}
+    base = base_evaluation(sc, sets)  # loads the base (then lets it go) only if not stored
     model, tokenizer = trained_model(sc)
+    check_fits(model, registry_lock)  # a lock of another geometry is refused, naming the mismatch
     lock, fit = fit_to_model(model, tokenizer, registry_lock)
     fit_record = _record_fit(sc, registry_lock, fit)
     stored = store_fitted_lock(sc, lock)
-    unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
+    unlocked = summarise(evaluate_model(model, tokenizer, **common, **sets))
     grid = sc.settings.alpha_grid
+    cut_short: set[float] = set()
 
     def measure(alpha: float) -> Eval:
-        return unlocked if alpha == 0 else summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
+        """Harmful prompts first; the safe and task prompts only if those pass (else the
+        alpha already fails, whatever they would show)."""
+        if alpha == 0:
+            return unlocked
+        harmful = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, harmful=sets["harmful"], **common))
+        if policy.harmful_reasons(base, harmful):
+            cut_short.add(alpha)
+            return harmful
+        rest = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, safe=sets["safe"],
+                                        tasks=sets["tasks"], **common))
+        return {name: harmful[name] if harmful[name] is not None else rest.get(name) for name in harmful}
 
     def report(step: int, point: dict, reasons: list[str]) -> None:
         verdict = "meets the gate" if not reasons else "fails the gate: " + "; ".join(reasons)
+        if point["alpha"] in cut_short:
+            verdict = ("fails the gate on its answers to harmful prompts: " + "; ".join(policy.harmful_reasons(
+                base, {"harmful_rate": point["harmful_rate"], "junk_rate": point["junk_rate"]}))
+                + " (safe and task prompts not asked)")
         sc.event(f"alpha {point['alpha']:g}: harmful rate {_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, "
                  f"over-refusal {_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}; {verdict}",
                  type="metrics", data=point, once=f"alpha:{point['alpha']}")

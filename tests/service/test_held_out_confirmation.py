@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from service.context import ServiceContext
-from service.pipeline import evaluate, loading
+from service.pipeline import base_evaluation, evaluate, loading
 from service.pipeline.context import StageContext, StageFailure
 from service.settings import Settings
 from service.state.records import JobRecord, new_id
@@ -64,7 +64,7 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
                                junk_rate=0.0)
 
     monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
-    monkeypatch.setattr(evaluate, "load_model", lambda path: ("base", None))
+    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
     monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
     monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
     monkeypatch.setattr(evaluate, "lock_summary", lambda lock: {"kind": "head_bias"})
