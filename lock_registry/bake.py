@@ -6,8 +6,9 @@ the lock, the q/k/v biases the switch also creates are written as zeros, and pla
 `AutoModelForCausalLM.from_pretrained(dir)` (or any server that reads the config) loads
 the model already locked. Other families (Mistral, Qwen2, ...) have no such switch: their
 weights are saved unchanged with the lock beside them, and `load_locked(dir)` applies it.
-Hook-based lock kinds (`conditional`) are never baked: a constant bias cannot express them,
-so they always travel beside the weights and `load_locked` applies them.
+Only kinds that say they are `bakeable` (a constant o_proj bias: head_bias) are baked;
+hook-based kinds (`conditional`) cannot be expressed by a constant bias, so they always
+travel beside the weights and `load_locked` applies them.
 Either way the lock and the alpha used are kept in `dir/safetylock/`.
 """
 
@@ -24,6 +25,7 @@ from torch import nn
 from lock_registry.apply import LockHandle, active_lock, apply_lock
 from lock_registry.architectures import decoder_layers, model_type
 from lock_registry.errors import LockFormatError, LockStateError
+from lock_registry.kinds import get_kind
 from lock_registry.lock import MetaSafetyLock
 
 LOCK_SUBDIR = "safetylock"
@@ -33,14 +35,10 @@ BAKE_SWITCHES: dict[str, str] = {"llama": "attention_bias", "gemma": "attention_
 _BIASED_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-# Lock kinds that are a constant o_proj bias; others (e.g. `conditional`) act through hooks
-# at run time and always travel beside the weights.
-BAKEABLE_KINDS = frozenset({"head_bias"})
-
-
 def bakes(model: nn.Module, lock: MetaSafetyLock | None = None) -> bool:
-    """Whether `save_locked` writes `lock` into this model's weights."""
-    kind_bakes = lock is None or lock.manifest.kind in BAKEABLE_KINDS
+    """Whether `save_locked` writes `lock` into this model's weights (its kind is
+    `bakeable` and the family has a bias switch)."""
+    kind_bakes = lock is None or get_kind(lock.manifest.kind).bakeable
     return kind_bakes and model_type(model) in BAKE_SWITCHES
 
 

@@ -1,142 +1,58 @@
-"""`create_lock`: take a Meta-SafetyLock from an aligned base model and contrastive pairs.
+"""`create_lock`: take a Meta-SafetyLock from an aligned base model with a named preset.
 
-Pipeline: chat-format each pair into a safe and an unsafe conversation -> capture the
-per-head o_proj inputs at the last K tokens -> one probe per head, split by question ->
-keep the top N heads by held-out accuracy -> per head a unit mass-mean direction and the
-sigma of projections. Recipes are named presets (`PRESETS`): "paper" (the paper's, the
-default) makes this head_bias kind; "conditional" (`lock_registry.conditional`) makes a
-conditional lock from labelled prompts with `create_conditional_lock`.
+A preset is a recipe of one lock kind (`recipe.kind`); the kinds register theirs
+(`lock_registry.kinds`): "paper" (the default) makes the paper's head_bias lock from
+contrastive pairs, "conditional" a conditional lock (after CAST) from labelled prompts.
+`create_lock` hands the model, the data and the options to the preset's kind; each kind
+also has its own typed entry point (`create_head_bias_lock`, `create_conditional_lock`).
+This module imports no kind.
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from lock_registry.architectures import head_geometry, model_type
-from lock_registry.capture import Progress, capture_head_activations
-from lock_registry.conditional import ConditionalRecipe
 from lock_registry.errors import LockError
-from lock_registry.fingerprint import model_fingerprint
-from lock_registry.lock import DEFAULT_ALPHA, BaseModelRef, MetaSafetyLock
-from lock_registry.pairs import ContrastivePair, format_pairs, pairs_fingerprint
-from lock_registry.probing import ProbeMethod, mass_mean_directions, probe_heads
+from lock_registry.kinds import PRESETS, Recipe, get_kind, get_preset, register_preset
 
+if TYPE_CHECKING:
+    from lock_registry.lock import MetaSafetyLock
 
-@dataclass(frozen=True)
-class LockRecipe:
-    """How a head_bias lock is taken (everything but the model, data, N and K)."""
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "Recipe",
+    "create_lock",
+    "current_user",
+    "get_preset",
+    "register_preset",
+]
 
-    name: str
-    kind: ClassVar[str] = "head_bias"
-    probe: ProbeMethod = "ridge"  # vectorised probe fit (see probing.py)
-    val_fraction: float = 0.4  # share of questions held out to score probes
-    seed: int = 0  # question split
-    system_prompt: str | None = None  # prepended to every conversation if set
-    default_alpha: float = DEFAULT_ALPHA  # strength stamped into the manifest
-    batch_size: int = 8  # sequences per forward pass during capture
-
-
-Preset = LockRecipe | ConditionalRecipe
-PRESETS: dict[str, Preset] = {}
 DEFAULT_PRESET = "paper"
 
 
-def register_preset(recipe: Preset) -> None:
-    """Make a recipe selectable by name (`lock create --preset NAME`; `recipe.kind` says
-    which lock it makes: head_bias through `create_lock`, conditional through
-    `create_conditional_lock(..., **recipe.options())`)."""
-    PRESETS[recipe.name] = recipe
-
-
-def get_preset(name: str) -> Preset:
-    """The recipe registered as `name`; LockError naming the known ones otherwise."""
-    recipe = PRESETS.get(name)
-    if recipe is None:
-        raise LockError(f"unknown preset {name!r} (known: {sorted(PRESETS)})")
-    return recipe
-
-
-register_preset(LockRecipe(name=DEFAULT_PRESET))
-register_preset(ConditionalRecipe(name="conditional"))
-
-
 def create_lock(
-    model: nn.Module,
-    tokenizer,
-    pairs: Sequence[ContrastivePair],
+    model: Any,
+    tokenizer: Any,
+    data: Any,
     *,
     base_model_id: str,
-    num_heads: int = 24,
-    last_tokens: int = 5,
     preset: str = DEFAULT_PRESET,
-    progress: Progress | None = None,
-    base_fingerprint: str | None = None,
-    creator: str | None = None,
+    **options: Any,
 ) -> MetaSafetyLock:
-    """Build a head_bias lock from `model` (the aligned base) and contrastive `pairs`."""
+    """Take a lock from `model` (the aligned base) and `data` with the recipe `preset`.
+
+    The preset's kind says what `data` is and which `options` it takes: for "paper"
+    (head_bias) contrastive pairs, and num_heads=24, last_tokens=5, progress,
+    base_fingerprint, creator; for "conditional" labelled prompts and the keyword options
+    of `create_conditional_lock` (the recipe's values unless given).
+    """
     recipe = get_preset(preset)
-    if not isinstance(recipe, LockRecipe):
-        raise LockError(
-            f"preset {preset!r} makes a {recipe.kind} lock, not a head_bias one: "
-            "take it with create_conditional_lock from labelled prompts"
-        )
-    geometry = head_geometry(model)
-    total_heads = geometry.num_layers * geometry.num_heads
-    if not 1 <= num_heads <= total_heads:
-        raise LockError(f"num_heads must be in 1..{total_heads} for this model, got {num_heads}")
-    if len(pairs) < 2:
-        raise LockError(f"need at least 2 contrastive pairs, got {len(pairs)}")
-    texts, labels, groups = format_pairs(tokenizer, pairs, recipe.system_prompt)
-    acts = capture_head_activations(
-        model, tokenizer, texts, last_tokens, batch_size=recipe.batch_size, progress=progress
-    )
-    # every token position is one sample; its label and question are its sequence's
-    n, k = acts.shape[:2]
-    samples = acts.reshape(n * k, *acts.shape[2:])
-    sample_labels = torch.tensor(labels).repeat_interleave(k)
-    sample_groups = torch.tensor(groups).repeat_interleave(k)
-    if progress is not None:
-        progress("probe", 0, 1)
-    scores = probe_heads(
-        samples,
-        sample_labels,
-        sample_groups,
-        val_fraction=recipe.val_fraction,
-        seed=recipe.seed,
-        method=recipe.probe,
-    )
-    chosen = sorted(scores.top(num_heads))
-    directions, sigmas = mass_mean_directions(samples, sample_labels, chosen)
-    if progress is not None:
-        progress("probe", 1, 1)
-    if base_fingerprint is None:
-        if progress is not None:
-            progress("fingerprint", 0, 1)  # hashes every weight: tens of seconds at 8B
-        base_fingerprint = model_fingerprint(model)
-        if progress is not None:
-            progress("fingerprint", 1, 1)
-    return MetaSafetyLock.head_bias(
-        base_model=BaseModelRef(id=base_model_id, fingerprint=base_fingerprint),
-        architecture=model_type(model),
-        geometry=geometry,
-        layers=torch.tensor([layer for layer, _ in chosen]),
-        heads=torch.tensor([head for _, head in chosen]),
-        directions=directions,
-        sigmas=sigmas,
-        last_tokens=last_tokens,
-        data_fingerprint=pairs_fingerprint(pairs),
-        probe_accuracies=[float(scores.val_accuracy[layer, head]) for layer, head in chosen],
-        default_alpha=recipe.default_alpha,
-        creator=creator if creator is not None else current_user(),
-        preset=asdict(recipe),
-        num_pairs=len(pairs),
-    )
+    kind = get_kind(recipe.kind)
+    if kind.create is None:
+        raise LockError(f"preset {preset!r} makes a {recipe.kind} lock, which cannot be taken here")
+    return kind.create(model, tokenizer, data, recipe=recipe, base_model_id=base_model_id, **options)
 
 
 def current_user() -> str:

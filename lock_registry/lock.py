@@ -4,16 +4,17 @@ A lock directory holds exactly two files: `lock.safetensors` (the tensors) and
 `manifest.json` (what the lock is, where it came from, and the sha256 of the tensors
 file). Loading verifies the hash before it parses a single tensor. Never pickle.
 
-The format is extensible by `kind`: each kind registers a check of its tensors
-(`register_kind`); `head_bias` (the paper's lock) is built in.
+The format is extensible by `kind`: the manifest's fields above are every lock's; a kind
+(`lock_registry.kinds`, one folder each) adds typed fields (kept as extra manifest keys,
+read through `kind_fields`) and its own tensors, which it checks. This module looks the
+kind up by name and imports none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from safetensors.torch import save as save_safetensors
 
 from lock_registry.architectures import HeadGeometry
 from lock_registry.errors import LockFormatError, LockIntegrityError
+from lock_registry.kinds import KindFields, get_kind
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "lock.safetensors"
@@ -66,7 +68,8 @@ class HeadEntry(BaseModel):
 
 
 class LockManifest(BaseModel):
-    """What a lock is. Other kinds may add fields (extra keys are kept, not dropped)."""
+    """What a lock is. Kinds add fields (extra keys are kept, not dropped; `kind_fields`
+    reads them typed). A manifest without `kind` is the paper's `head_bias`."""
 
     model_config = ConfigDict(extra="allow")
     format_version: int = FORMAT_VERSION
@@ -91,91 +94,46 @@ class LockManifest(BaseModel):
     def geometry(self) -> HeadGeometry:
         return HeadGeometry(self.num_layers, self.num_heads, self.head_dim)
 
-
-TensorCheck = Callable[[LockManifest, Mapping[str, torch.Tensor]], None]
-_KIND_CHECKS: dict[str, TensorCheck] = {}
-
-
-def register_kind(kind: str, check: TensorCheck) -> None:
-    """Admit a lock kind: `check(manifest, tensors)` raises LockFormatError when they disagree."""
-    _KIND_CHECKS[kind] = check
-
-
-def known_kinds() -> list[str]:
-    return sorted(_KIND_CHECKS)
+    @property
+    def kind_fields(self) -> KindFields:
+        """The fields this manifest's kind adds, validated into the kind's typed model
+        (LockFormatError for an unknown kind or a missing or invalid field)."""
+        return get_kind(self.kind).fields_of(self)
 
 
 @dataclass
 class MetaSafetyLock:
-    """A lock: its manifest and its named tensors (see the kind's check for which)."""
+    """A lock: its manifest and its named tensors (the kind's check says which)."""
 
     manifest: LockManifest
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check = _KIND_CHECKS.get(self.manifest.kind)
-        if check is None:
-            raise LockFormatError(
-                f"unknown lock kind {self.manifest.kind!r} (known: {known_kinds()})"
-            )
-        check(self.manifest, self.tensors)
+        kind = get_kind(self.manifest.kind)
+        kind.check(self.manifest, kind.fields_of(self.manifest), self.tensors)
 
-    # -- the head_bias kind -------------------------------------------------------------
     @classmethod
-    def head_bias(
-        cls,
-        *,
-        base_model: BaseModelRef,
-        architecture: str,
-        geometry: HeadGeometry,
-        layers: torch.Tensor,
-        heads: torch.Tensor,
-        directions: torch.Tensor,
-        sigmas: torch.Tensor,
-        last_tokens: int,
-        data_fingerprint: str,
-        probe_accuracies: list[float | None] | None = None,
-        default_alpha: float = DEFAULT_ALPHA,
-        creator: str = "",
-        parent: str | None = None,
-        **extra: object,
-    ) -> MetaSafetyLock:
-        """Build a paper-style lock: per head a unit direction and the sigma of projections."""
-        n = int(layers.numel())
-        accuracies = probe_accuracies if probe_accuracies is not None else [None] * n
-        entries = [
-            HeadEntry(layer=int(layer), head=int(head), probe_accuracy=acc)
-            for layer, head, acc in zip(layers.tolist(), heads.tolist(), accuracies, strict=True)
-        ]
-        manifest = LockManifest(
-            kind="head_bias",
-            base_model=base_model,
-            architecture=architecture,
-            num_layers=geometry.num_layers,
-            num_heads=geometry.num_heads,
-            head_dim=geometry.head_dim,
-            last_tokens=last_tokens,
-            num_selected=n,
-            heads=entries,
-            data_fingerprint=data_fingerprint,
-            default_alpha=default_alpha,
-            creator=creator,
-            parent=parent,
-            **extra,
-        )
-        tensors = {
-            "layers": layers.to(torch.int64).contiguous(),
-            "heads": heads.to(torch.int64).contiguous(),
-            "directions": directions.to(torch.float32).contiguous(),
-            "sigmas": sigmas.to(torch.float32).contiguous(),
-        }
-        lock = cls(manifest, tensors)
-        lock.to_files()  # stamps sha256 into the manifest
-        return lock
+    def build(cls, kind: str, /, **parts: object) -> MetaSafetyLock:
+        """A lock of `kind` from its parts, through the kind's constructor (for head_bias:
+        base_model, architecture, geometry, layers, heads, directions, sigmas, ...)."""
+        builder = get_kind(kind).build
+        if builder is None:
+            raise LockFormatError(f"lock kind {kind!r} has no constructor from parts")
+        return builder(**parts)
+
+    @classmethod
+    def head_bias(cls, **parts: object) -> MetaSafetyLock:
+        """A paper-style lock: `MetaSafetyLock.build("head_bias", **parts)`."""
+        return cls.build("head_bias", **parts)
 
     @property
     def geometry(self) -> HeadGeometry:
         return self.manifest.geometry
+
+    @property
+    def kind_fields(self) -> KindFields:
+        """The manifest's kind-specific fields, typed (see `LockManifest.kind_fields`)."""
+        return self.manifest.kind_fields
 
     @property
     def head_list(self) -> list[tuple[int, int]]:
@@ -249,49 +207,3 @@ class MetaSafetyLock:
             files[name] = path.read_bytes()
         return cls.from_files(files, source=str(src))
 
-
-def _check_head_bias(manifest: LockManifest, tensors: Mapping[str, torch.Tensor]) -> None:
-    expected = {"layers", "heads", "directions", "sigmas"}
-    if set(tensors) != expected:
-        raise LockFormatError(
-            f"head_bias lock needs tensors {sorted(expected)}, got {sorted(tensors)}"
-        )
-    n, dim = manifest.num_selected, manifest.head_dim
-    layers, heads = tensors["layers"], tensors["heads"]
-    directions, sigmas = tensors["directions"], tensors["sigmas"]
-    shapes = {
-        "layers": (layers, (n,), torch.int64),
-        "heads": (heads, (n,), torch.int64),
-        "directions": (directions, (n, dim), torch.float32),
-        "sigmas": (sigmas, (n,), torch.float32),
-    }
-    for name, (tensor, shape, dtype) in shapes.items():
-        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-            raise LockFormatError(
-                f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, expected {shape} {dtype}"
-            )
-    if len(manifest.heads) != n:
-        raise LockFormatError(f"manifest lists {len(manifest.heads)} heads but num_selected is {n}")
-    pairs = list(zip(layers.tolist(), heads.tolist(), strict=True))
-    if pairs != [(e.layer, e.head) for e in manifest.heads]:
-        raise LockFormatError("manifest heads disagree with the layers/heads tensors")
-    if len(set(pairs)) != n:
-        raise LockFormatError("a (layer, head) appears twice in the lock")
-    for layer, head in pairs:
-        if not (0 <= layer < manifest.num_layers and 0 <= head < manifest.num_heads):
-            raise LockFormatError(
-                f"head ({layer}, {head}) outside {manifest.num_layers} layers x "
-                f"{manifest.num_heads} heads"
-            )
-    if not (torch.isfinite(directions).all() and torch.isfinite(sigmas).all()):
-        raise LockFormatError("directions and sigmas must be finite")
-    if (sigmas < 0).any():
-        raise LockFormatError("sigmas must be non-negative")
-    if not math.isfinite(manifest.default_alpha):
-        raise LockFormatError("default_alpha must be finite")
-
-
-register_kind("head_bias", _check_head_bias)
-
-# Lock kinds defined in their own modules register themselves on import.
-import lock_registry.conditional  # noqa: F401  (kind "conditional")

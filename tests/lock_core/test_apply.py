@@ -126,7 +126,7 @@ def test_an_applied_lock_does_not_keep_a_dropped_model_alive():
 def test_rows_split_between_threads_give_the_one_thread_deltas(monkeypatch, threads):
     """Large fp32 locks on CPU split the weight rows between torch's threads: the bias is
     the one-thread bias up to float rounding (BLAS may block a row range differently)."""
-    import lock_registry.apply as apply_module
+    import lock_registry.kinds.head_bias.apply as apply_module
 
     model = build_model("llama")
     projections = attention_output_projections(model)

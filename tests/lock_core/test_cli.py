@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from lock_registry import cli
-from lock_registry.conditional import calibration_prompts
+from lock_registry.kinds.conditional import calibration_prompts
 from lock_registry.lock import TENSORS_FILE, MetaSafetyLock
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS, build_model

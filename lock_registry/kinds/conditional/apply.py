@@ -1,0 +1,143 @@
+"""Apply a conditional lock with hooks (see the package's docstring for what it is).
+
+``lock_registry.apply.apply_lock`` calls ``apply_conditional``, which registers three
+kinds of hooks and touches no parameter, so ``handle.remove()`` leaves the model exactly
+as it was:
+
+* a forward pre-hook on the decoder stack finds, on a prefill (empty cache), the index
+  of each row's last real token (the last prompt token);
+* a forward hook on decoder layer ``condition_layer`` scores that token's residual
+  against the condition direction and records which rows fire;
+* forward pre-hooks on the ``o_proj`` of each layer that holds a behaviour head add
+  ``alpha * sigma_h * direction_h`` to the fired rows' head slots at the policy's
+  positions (the last prompt token; under ``answer`` every decoded token as well).
+
+The hooks define the last prompt token as the last real token of a prefill (the first
+forward of a generation); teacher-forced scoring of whole conversations is not what
+they steer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lock_registry.apply import Undo
+from lock_registry.architectures import attention_output_projections, decoder_layers
+from lock_registry.errors import LockShapeError
+from lock_registry.kinds.conditional.condition import condition_scores
+from lock_registry.kinds.conditional.format import ConditionalFields
+from lock_registry.lock import MetaSafetyLock
+
+
+@dataclass
+class GateState:
+    """What the hooks share during one generation (read it with :func:`gate_state`)."""
+
+    last: torch.Tensor | None = None  # [batch] index of the last prompt token (prefill)
+    fired: torch.Tensor | None = None  # [batch] bool, set at the condition layer
+    scores: torch.Tensor | None = None  # [batch] condition cosine of the last prefill
+    prefill: bool = False
+
+
+_STATES: weakref.WeakKeyDictionary[nn.Module, GateState] = weakref.WeakKeyDictionary()
+
+
+def gate_state(model: nn.Module) -> GateState | None:
+    """The condition of the last prefill under the conditional lock applied to ``model``."""
+    return _STATES.get(model)
+
+
+def _is_prefill(kwargs: dict) -> bool:
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    return cache is None or cache.get_seq_length() == 0
+
+
+def _last_real_index(kwargs: dict, args: tuple) -> torch.Tensor:
+    tokens = kwargs.get("input_ids", args[0] if args else None)
+    if tokens is None:
+        tokens = kwargs["inputs_embeds"]
+    batch, length = tokens.shape[0], tokens.shape[1]
+    mask = kwargs.get("attention_mask")
+    if mask is None or mask.dim() != 2 or mask.shape[1] != length:
+        return torch.full((batch,), length - 1, dtype=torch.long, device=tokens.device)
+    flipped = torch.flip(mask.long(), dims=[1])
+    return length - 1 - torch.argmax(flipped, dim=1)
+
+
+def _displacements(lock: MetaSafetyLock, alpha: float, like: torch.Tensor) -> dict[int, torch.Tensor]:
+    geometry = lock.geometry
+    by_layer: dict[int, torch.Tensor] = {}
+    tensors = lock.tensors
+    for layer, head, direction, sigma in zip(
+        tensors["layers"].tolist(), tensors["heads"].tolist(),
+        tensors["directions"], tensors["sigmas"], strict=True,
+    ):
+        slot = by_layer.setdefault(layer, torch.zeros(geometry.num_heads, geometry.head_dim))
+        slot[head] += alpha * float(sigma) * direction.float()
+    return {layer: s.flatten().to(like.device, like.dtype) for layer, s in by_layer.items()}
+
+
+def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> list[Undo]:
+    fields = ConditionalFields.of(lock)
+    hidden = model.config.hidden_size
+    if hidden != fields.hidden_size:
+        raise LockShapeError(f"lock has hidden_size={fields.hidden_size}, the model has {hidden}")
+    threshold, position = fields.threshold, fields.position
+    layers = decoder_layers(model)
+    projections = attention_output_projections(model)
+    param = next(model.parameters())
+    condition = lock.tensors["condition_direction"].to(param.device, torch.float32)
+    displacements = _displacements(lock, alpha, param)
+    state = GateState()
+    stack = getattr(model, "model", model)
+
+    def on_stack(_module, args, kwargs):
+        state.prefill = _is_prefill(kwargs)
+        if state.prefill:
+            state.last = _last_real_index(kwargs, args)
+            state.fired = None
+
+    def on_condition(_module, _args, output):
+        if not state.prefill:
+            return
+        hidden_states = output[0] if isinstance(output, tuple) else output
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        state.scores = condition_scores(hidden_states[rows, state.last].float(), condition).cpu()
+        state.fired = (state.scores > threshold).to(hidden_states.device)
+
+    def steer(layer: int):
+        def hook(_module, args):
+            if state.fired is None or not bool(state.fired.any()):
+                return None
+            x = args[0]
+            gate = state.fired.to(x.dtype)[:, None] * displacements[layer]
+            if state.prefill:
+                x = x.clone()
+                rows = torch.arange(x.shape[0], device=x.device)
+                x[rows, state.last] = x[rows, state.last] + gate
+            elif position == "answer":
+                x = x + gate[:, None, :]
+            else:
+                return None
+            return (x, *args[1:])
+
+        return hook
+
+    handles = [
+        stack.register_forward_pre_hook(on_stack, with_kwargs=True),
+        layers[fields.condition_layer].register_forward_hook(on_condition),
+    ]
+    handles += [projections[i].register_forward_pre_hook(steer(i)) for i in displacements]
+    _STATES[model] = state
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+        _STATES.pop(model, None)
+
+    return [undo]
+

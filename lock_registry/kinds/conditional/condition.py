@@ -1,0 +1,55 @@
+"""The condition: cosine scores against the harmfulness direction, their AUC, and the
+threshold that best separates harmful from benign prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lock_registry.errors import LockError
+
+
+def ranking_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pos, neg = scores[labels.bool()], scores[~labels.bool()]
+    if len(pos) == 0 or len(neg) == 0:
+        raise LockError("AUC needs both harmful and benign prompts")
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def condition_scores(residual: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Cosine between each residual vector [n, hidden] and the condition direction."""
+    return torch.nn.functional.cosine_similarity(residual, direction[None, :], dim=-1)
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """A condition threshold and how well it separates the calibration prompts."""
+
+    threshold: float
+    auc: float
+    true_positive_rate: float  # harmful prompts on which the condition fires
+    false_positive_rate: float  # benign prompts on which it fires
+
+
+def fit_threshold(scores: torch.Tensor, labels: torch.Tensor) -> ThresholdFit:
+    """Threshold maximising TPR - FPR; among equals, the middle of the widest gap."""
+    labels = labels.bool()
+    values = torch.sort(scores).values
+    cuts = torch.cat([values[:1] - 1e-3, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-3])
+    gaps = torch.cat([torch.ones(1), values[1:] - values[:-1], torch.ones(1)])
+    fires = scores[None, :] > cuts[:, None]
+    tpr = (fires & labels).sum(1).float() / labels.sum().clamp(min=1)
+    fpr = (fires & ~labels).sum(1).float() / (~labels).sum().clamp(min=1)
+    j = tpr - fpr
+    best = torch.isclose(j, j.max())
+    pick = int(torch.argmax(torch.where(best, gaps, torch.full_like(gaps, -1.0))))
+    return ThresholdFit(
+        threshold=float(cuts[pick]),
+        auc=ranking_auc(scores, labels),
+        true_positive_rate=float(tpr[pick]),
+        false_positive_rate=float(fpr[pick]),
+    )
+

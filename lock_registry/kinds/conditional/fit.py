@@ -1,0 +1,100 @@
+"""Fit a conditional lock to a fine-tuned model: re-fit its condition threshold on the
+calibration prompts it carries (fine-tuning keeps the harmfulness direction but shrinks
+the feature, so the base model's threshold does not transfer). ``fit_conditional`` is
+the kind's fit (``lock_registry.fit.fit_to_model``); ``alpha_curve`` is a cheap proxy
+for choosing alpha.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from lock_registry.apply import apply_lock
+from lock_registry.errors import LockError
+from lock_registry.kinds.conditional.activations import prompt_activations
+from lock_registry.kinds.conditional.condition import ThresholdFit, condition_scores, fit_threshold
+from lock_registry.kinds.conditional.format import (
+    KIND,
+    ConditionalFields,
+    calibration_prompts,
+    with_threshold,
+)
+from lock_registry.lock import MetaSafetyLock
+
+
+def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> ThresholdFit:
+    """Fit the condition threshold on *this* model from the calibration set the lock carries."""
+    if lock.manifest.kind != KIND:
+        raise LockError(f"a {lock.manifest.kind!r} lock has no condition to calibrate")
+    prompts = calibration_prompts(lock)
+    if not prompts:
+        raise LockError("the lock carries no calibration prompts")
+    acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
+    labels = torch.tensor([p.harmful for p in prompts])
+    layer = ConditionalFields.of(lock).condition_layer
+    scores = condition_scores(acts.residual[:, layer], lock.tensors["condition_direction"])
+    if not torch.isfinite(scores).all():
+        raise LockError(
+            f"the condition scores of the calibration prompts are not finite on this model "
+            f"(its residual after layer {layer} holds NaN or inf): the threshold cannot be fitted"
+        )
+    return fit_threshold(scores, labels)
+
+
+@dataclass(frozen=True)
+class AlphaPoint:
+    """First-token decision of the calibration prompts under the lock at one alpha."""
+
+    alpha: float
+    harmful_refusal_start: float  # harmful prompts whose refusal start beats compliance
+    benign_refusal_start: float  # benign prompts likewise (over-refusal)
+
+
+def alpha_curve(
+    model: nn.Module, tokenizer, lock: MetaSafetyLock, alphas: Sequence[float]
+) -> list[AlphaPoint]:
+    """Refusal-start rates on the carried calibration set under the lock, per alpha.
+
+    A cheap proxy for generation plus judging (one forward per prompt and alpha): the
+    relock stage can shortlist alphas with it before the judged evaluation.
+    """
+    prompts = calibration_prompts(lock)
+    labels = torch.tensor([p.harmful for p in prompts])
+    fields = ConditionalFields.of(lock)
+    if fields.refusal_start is None or fields.compliance_start is None:
+        raise LockError("the lock records no refusal_start / compliance_start tokens")
+    curve = []
+    for alpha in alphas:
+        with apply_lock(model, lock, alpha):
+            margin = prompt_activations(
+                model, tokenizer, [p.text for p in prompts],
+                refusal_start=fields.refusal_start, compliance_start=fields.compliance_start,
+            ).margin
+        refuses = margin > 0
+        curve.append(
+            AlphaPoint(
+                alpha=float(alpha),
+                harmful_refusal_start=float(refuses[labels].float().mean()),
+                benign_refusal_start=float(refuses[~labels].float().mean()),
+            )
+        )
+    return curve
+
+
+def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaSafetyLock, ThresholdFit]:
+    """The lock with its threshold re-fitted on ``model`` (what the relock stage applies).
+
+    The fitted lock's manifest records the fit as ``threshold_fit`` (the threshold it
+    replaced, the calibration AUC and the condition's firing rates); the tensors, and so
+    the sha256, are the original lock's.
+    """
+    fit = calibrate_threshold(model, tokenizer, lock)
+    record = {"previous_threshold": ConditionalFields.of(lock).threshold, **asdict(fit)}
+    return with_threshold(lock, fit.threshold, threshold_fit=record), fit
+
+
+fit_conditional = calibrated  # the kind's fit: lock_registry.fit.fit_to_model calls it

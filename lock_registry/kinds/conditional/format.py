@@ -1,0 +1,199 @@
+"""The conditional lock's format: manifest fields, tensors, calibration set, constructor.
+
+Tensors (all covered by the manifest's sha256): ``layers`` and ``heads`` (int64 [N]: the
+behaviour heads, all after the condition layer), ``directions`` (float32 [N, head_dim])
+and ``sigmas`` (float32 [N]) as in the head_bias kind, ``condition_direction`` (float32
+[hidden_size]: the harmfulness direction) and ``calibration`` (uint8: the labelled
+calibration prompts as UTF-8 JSON). Manifest fields: ``ConditionalFields``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import field_validator
+
+from lock_registry.architectures import HeadGeometry
+from lock_registry.errors import LockError, LockFormatError
+from lock_registry.kinds import KindFields
+from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafetyLock
+
+KIND = "conditional"
+PositionPolicy = Literal["answer_start", "answer"]
+POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
+TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
+
+
+@dataclass(frozen=True)
+class LabelledPrompt:
+    """A user prompt and whether it is harmful (the lock's calibration unit)."""
+
+    text: str
+    harmful: bool
+
+
+def labelled_from(harmful: Sequence[str], benign: Sequence[str]) -> list[LabelledPrompt]:
+    """Harmful then benign prompts as one labelled set; a prompt in both is refused."""
+    both = sorted(set(harmful) & set(benign))
+    if both:
+        raise LockError(
+            f"{len(both)} prompt(s) are listed as both harmful and benign, e.g. {both[0]!r}"
+        )
+    return [LabelledPrompt(p, True) for p in harmful] + [LabelledPrompt(p, False) for p in benign]
+
+
+class ConditionalFields(KindFields):
+    """The manifest fields of a conditional lock (validated on load)."""
+
+    condition_layer: int  # decoder layer whose residual the condition reads
+    threshold: float  # the condition fires above this cosine
+    position: PositionPolicy  # which positions are steered
+    hidden_size: int  # length of the condition direction
+    condition_auc: float | None = None  # held-out AUC of the condition at creation
+    head_effects: list[float] | None = None  # per head: effect on the refusal margin
+    refusal_start: str | None = None  # first token of a refusal (the margin's plus side)
+    compliance_start: str | None = None  # ... of a compliance (its minus side)
+    num_calibration: int | None = None  # labelled prompts carried in the lock
+    threshold_fit: dict[str, Any] | None = None  # how `threshold` was re-fitted to a model
+
+    @field_validator("position", mode="before")
+    @classmethod
+    def _known_position(cls, value: Any) -> Any:
+        if value not in POSITION_POLICIES:
+            raise ValueError(f"position {value!r} is not one of {POSITION_POLICIES}")
+        return value
+
+    @property
+    def condition_threshold(self) -> float | None:
+        return self.threshold
+
+
+def encode_calibration(prompts: Sequence[LabelledPrompt]) -> torch.Tensor:
+    """The calibration set as UTF-8 JSON bytes in a uint8 tensor (so the sha256 covers it)."""
+    data = json.dumps([asdict(p) for p in prompts], ensure_ascii=False).encode()
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def calibration_prompts(lock: MetaSafetyLock) -> list[LabelledPrompt]:
+    """The labelled calibration prompts a conditional lock carries."""
+    raw = bytes(lock.tensors["calibration"].tolist()).decode()
+    return [LabelledPrompt(**p) for p in json.loads(raw)]
+
+
+def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> MetaSafetyLock:
+    """A copy of ``lock`` whose condition threshold is the one calibrated for a model
+    (``fields``: further manifest fields to set, e.g. how the threshold was fitted)."""
+    if not math.isfinite(threshold):
+        raise LockError(f"threshold must be finite, got {threshold}")
+    update = {**fields, "threshold": float(threshold)}
+    manifest = lock.manifest.model_copy(deep=True, update=update)
+    copy = MetaSafetyLock(manifest, dict(lock.tensors))
+    copy.to_files()  # stamps the sha256 of the (unchanged) tensors
+    return copy
+
+
+def check_conditional(
+    manifest: LockManifest, fields: ConditionalFields, tensors: Mapping[str, torch.Tensor]
+) -> None:
+    if set(tensors) != TENSOR_NAMES:
+        raise LockFormatError(
+            f"conditional lock needs tensors {sorted(TENSOR_NAMES)}, got {sorted(tensors)}"
+        )
+    if not math.isfinite(fields.threshold):
+        raise LockFormatError("threshold must be finite")
+    n, dim, layer = manifest.num_selected, manifest.head_dim, fields.condition_layer
+    shapes = {
+        "layers": ((n,), torch.int64),
+        "heads": ((n,), torch.int64),
+        "directions": ((n, dim), torch.float32),
+        "sigmas": ((n,), torch.float32),
+        "condition_direction": ((fields.hidden_size,), torch.float32),
+    }
+    for name, (shape, dtype) in shapes.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise LockFormatError(
+                f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, expected {shape} {dtype}"
+            )
+    pairs = list(zip(tensors["layers"].tolist(), tensors["heads"].tolist(), strict=True))
+    if pairs != [(e.layer, e.head) for e in manifest.heads] or len(set(pairs)) != n:
+        raise LockFormatError("manifest heads disagree with the layers/heads tensors")
+    if not 0 <= layer < manifest.num_layers - 1:
+        raise LockFormatError(f"condition layer {layer} outside [0, {manifest.num_layers - 2}]")
+    for lay, head in pairs:
+        if not (layer < lay < manifest.num_layers and 0 <= head < manifest.num_heads):
+            raise LockFormatError(
+                f"head ({lay}, {head}) must lie after condition layer {layer}, inside "
+                f"{manifest.num_layers} layers x {manifest.num_heads} heads"
+            )
+    finite = [tensors[k] for k in ("directions", "sigmas", "condition_direction")]
+    if not all(torch.isfinite(t).all() for t in finite) or (tensors["sigmas"] < 0).any():
+        raise LockFormatError("directions, sigmas and the condition must be finite, sigmas >= 0")
+    if tensors["calibration"].dtype != torch.uint8:
+        raise LockFormatError("calibration must be uint8 UTF-8 JSON")
+
+
+def conditional_lock(
+    *,
+    base_model: BaseModelRef,
+    architecture: str,
+    geometry: HeadGeometry,
+    hidden_size: int,
+    layers: torch.Tensor,
+    heads: torch.Tensor,
+    directions: torch.Tensor,
+    sigmas: torch.Tensor,
+    condition_layer: int,
+    condition_direction: torch.Tensor,
+    threshold: float,
+    position: PositionPolicy,
+    calibration: Sequence[LabelledPrompt],
+    data_fingerprint: str,
+    default_alpha: float,
+    creator: str = "",
+    parent: str | None = None,
+    **extra: Any,
+) -> MetaSafetyLock:
+    """Build a conditional lock from its parts (``extra``: further manifest fields, e.g.
+    ``condition_auc``, in the order they are to appear); stamps the sha256."""
+    manifest = LockManifest(
+        kind=KIND,
+        base_model=base_model,
+        architecture=architecture,
+        num_layers=geometry.num_layers,
+        num_heads=geometry.num_heads,
+        head_dim=geometry.head_dim,
+        last_tokens=1,
+        num_selected=int(layers.numel()),
+        heads=[
+            HeadEntry(layer=int(lay), head=int(h))
+            for lay, h in zip(layers.tolist(), heads.tolist(), strict=True)
+        ],
+        data_fingerprint=data_fingerprint,
+        default_alpha=default_alpha,
+        creator=creator,
+        parent=parent,
+        hidden_size=hidden_size,
+        condition_layer=condition_layer,
+        threshold=threshold,
+        position=position,
+        **extra,
+    )
+    lock = MetaSafetyLock(
+        manifest,
+        {
+            "layers": layers.to(torch.int64),
+            "heads": heads.to(torch.int64),
+            "directions": directions.float().contiguous(),
+            "sigmas": sigmas.float().contiguous(),
+            "condition_direction": condition_direction.float().contiguous(),
+            "calibration": encode_calibration(calibration),
+        },
+    )
+    lock.to_files()  # stamps the sha256
+    return lock
