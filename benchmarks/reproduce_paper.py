@@ -49,14 +49,15 @@ import torch
 
 from lock_registry.apply import apply_lock
 from lock_registry.capture import capture_head_activations
-from lock_registry.conditional import (
+from lock_registry.create import create_lock
+from lock_registry.kinds.conditional import (
+    ConditionalFields,
     LabelledPrompt,
+    calibrated,
     condition_scores,
     create_conditional_lock,
     prompt_activations,
 )
-from lock_registry.conditional_apply import calibrated
-from lock_registry.create import create_lock
 from lock_registry.lock import MetaSafetyLock
 from lock_registry.pairs import ContrastivePair, format_pairs
 from service.demo_world.diagnostics import forced_refusal_rate
@@ -188,7 +189,7 @@ def paper_direction_cosine(model, tokenizer, lock: MetaSafetyLock, pairs: Sequen
 
 def condition_cosine(model, tokenizer, lock: MetaSafetyLock, prompts: Sequence[LabelledPrompt]) -> float:
     """Cosine between the lock's condition direction and the one re-measured on ``model``."""
-    layer = int(lock.manifest.model_extra["condition_layer"])
+    layer = ConditionalFields.of(lock).condition_layer
     acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
     labels = torch.tensor([p.harmful for p in prompts])
     res = acts.residual[:, layer]
@@ -203,8 +204,8 @@ def condition_firing(model, tokenizer, lock: MetaSafetyLock,
     (None, None) under a system prompt, which the lock's prompt reader does not render."""
     if any(i.system for i in sets.harmful + sets.safe):
         return None, None
-    extra = lock.manifest.model_extra
-    layer, threshold = int(extra["condition_layer"]), float(extra["threshold"])
+    fields = ConditionalFields.of(lock)
+    layer, threshold = fields.condition_layer, fields.threshold
 
     def rate(items: list[PromptItem]) -> float:
         residual = prompt_activations(model, tokenizer, [i.prompt for i in items]).residual
@@ -258,7 +259,7 @@ def evaluate(model, tokenizer, sets: EvalSets, plan: Plan, *, name: str, lock_na
             if forced else None
         ),
         utility=demo.utility, over_refusal=demo.over_refusal_rate,
-        threshold=(lock.manifest.model_extra or {}).get("threshold") if lock is not None else None,
+        threshold=lock.kind_fields.condition_threshold if lock is not None else None,
         samples=samples,
     )
 
