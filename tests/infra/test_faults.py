@@ -101,8 +101,8 @@ class RestartableRedis:
 def aof_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
     server = RestartableRedis(tmp_path / "redis")
     server.root.mkdir()
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
@@ -175,8 +175,8 @@ class RestartableSeaweed:
 def private_seaweed(tmp_path: Path) -> Iterator[RestartableSeaweed]:
     weed = RestartableSeaweed(tmp_path / "seaweed")
     weed.root.mkdir()
-    weed.start()
     try:
+        weed.start()
         yield weed
     finally:
         weed.stop()
