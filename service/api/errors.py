@@ -13,11 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from lock_registry.store.errors import StoreConnectionError
+from service.outages import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = (StoreConnectionError, RedisConnectionError, RedisTimeoutError)
-"""A backend (the object store, Redis) that cannot be reached: 503, try again."""
 RETRY_AFTER_UNAVAILABLE_SECONDS = 5
 
 _TYPES = {
@@ -56,6 +55,14 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def unavailable_response() -> JSONResponse:
+    """503 with Retry-After: a backend (the store, Redis) cannot be reached right now."""
+    return error_response(
+        503, "service_unavailable", "A backend of the service is unreachable; nothing was changed. Retry shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Route every exception FastAPI can raise into the typed error body."""
 
@@ -85,10 +92,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RedisTimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency down on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(
-            503, "service_unavailable", "A backend of the service is unreachable; nothing was changed. Retry shortly.",
-            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
-        )
+        return unavailable_response()
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

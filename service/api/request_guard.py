@@ -13,6 +13,7 @@ A pure ASGI middleware that runs before anything reads a body:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -21,9 +22,11 @@ from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitResponder
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.errors import APIError, error_response
+from service.api.errors import UNAVAILABLE, APIError, error_response, unavailable_response
 from service.context import ServiceContext
 from service.state.records import TenantRecord
+
+log = logging.getLogger(__name__)
 
 MULTIPART_FRAMING_BYTES = 64 * 1024
 """Room for the multipart boundaries, headers and the `purpose` field around an upload."""
@@ -84,6 +87,10 @@ class RequestGuard:
             tenant = await to_thread.run_sync(admit, ctx, headers.get("authorization"))
         except APIError as exc:
             await error_response(exc.status, exc.code, exc.message, headers=exc.headers)(scope, receive, send)
+            return
+        except UNAVAILABLE as exc:  # answered here: past this middleware it would be an unhandled error
+            log.warning("dependency down while authenticating %s: %s", scope["path"], exc)
+            await unavailable_response()(scope, receive, send)
             return
         scope.setdefault("state", {})["tenant"] = tenant
         limit = body_limit(ctx, scope["method"], scope["path"])

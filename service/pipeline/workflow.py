@@ -17,6 +17,7 @@ import time
 
 from service.context import ServiceContext
 from service.mirror import copy_events
+from service.outages import UNAVAILABLE
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.incidents import new_incident, public_reason
 from service.pipeline.lease import JobLease, LeaseLost
@@ -40,6 +41,11 @@ class HandedBack(Exception):
     def __init__(self, where: str) -> None:
         super().__init__(f"worker shutting down; job handed back {where}")
         self.where = where
+
+
+class DependencyDown(Exception):
+    """The store or Redis could not be reached: the job stops where it is and the task runs
+    it again later; this delivery does not count towards `max_deliveries`."""
 
 
 class Cancelled(Exception):
@@ -100,6 +106,13 @@ def _run(sc: StageContext) -> str:
         sc.event(f"The worker is shutting down: job handed back {exc.where}; another worker resumes it.",
                  level="warn")
         raise
+    except UNAVAILABLE as exc:  # an outage, not a fault of the job: run it again when it is over
+        log.warning("job %s: a backend is unreachable (%s); the task runs it again later", job_id, exc)
+        try:
+            ctx.records.update_job(job_id, _uncount_delivery, only_if=ACTIVE)
+        except Exception:  # Redis itself is down: this delivery stays counted
+            log.warning("job %s: could not give the delivery back", job_id, exc_info=True)
+        raise DependencyDown(str(exc)) from exc
     except Exception as exc:
         stage = sc.job.stage or "validate"
         incident = new_incident()

@@ -267,3 +267,28 @@ def test_an_error_escaping_the_workflow_retries_the_task(monkeypatch, tmp_path) 
         assert isinstance(retries[0]["exc"], StoreConnectionError)
     finally:
         get_settings.cache_clear()
+
+
+def test_an_outage_during_a_stage_is_waited_out_without_using_up_deliveries(service, monkeypatch) -> None:
+    _, ctx, _, _, _ = service
+    tenant = ctx.records.tenants()[0]
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="tiny", training_file="file-x")
+    ctx.records.add_job(job)
+    outage = {"on": True}
+
+    def stage(name: str):
+        def run(sc, started=None):
+            if name == "publish" and outage["on"]:
+                raise StoreConnectionError("cannot reach the S3 endpoint")
+            if name == "gate":
+                return {"passed": True, "reasons": [], "policy": None}
+            return SimpleNamespace(status="succeeded", error=None, model_id="model-x") if name == "publish" else {}
+        return SimpleNamespace(run=run)
+
+    monkeypatch.setattr(workflow, "_stage_module", stage)
+    for _ in range(ctx.settings.max_deliveries + 2):  # more retries than deliveries allowed
+        with pytest.raises(workflow.DependencyDown):
+            workflow.run_job(ctx, job.id)
+    assert ctx.records.get_job(job.id).deliveries == 0 and not ctx.records.get_job(job.id).terminal
+    outage["on"] = False
+    assert workflow.run_job(ctx, job.id) == "succeeded"

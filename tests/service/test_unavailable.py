@@ -19,7 +19,7 @@ TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistan
 def api(tmp_path):
     app = create_app(Settings(data_dir=tmp_path, store_url=None, broker_url=None, redis_url=None), resume=False)
     _, key = app.state.context.records.create_tenant("acme")
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app) as client:  # an exception that escapes the app fails the test
         yield client, app.state.context, {"Authorization": f"Bearer {key}"}
 
 
