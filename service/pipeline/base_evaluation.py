@@ -33,8 +33,8 @@ def base_evaluation(sc: StageContext, sets: dict[str, Any]) -> dict[str, float |
     key = cache_key(sc, sets)
     stored = f"cache/base-evaluations/{key}.json" if key else None
     if stored and sc.ctx.store.exists(stored):
-        sc.event("Base model's evaluation on these prompts found stored; not measured again.",
-                 once=f"base-cached:{key}")
+        sc.event(f"Base model's evaluation on these {sum(len(s) for s in sets.values())} prompts found stored "
+                 f"({key[:12]}); not measured again.", once=f"base-cached:{key}")
         return json.loads(sc.ctx.store.get_bytes(stored))
     model, tokenizer = load_model(base_model_path(sc))
     figures = summarise(evaluate_model(model, tokenizer, max_new_tokens=sc.settings.eval_max_new_tokens,
