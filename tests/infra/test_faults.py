@@ -351,7 +351,10 @@ def test_redis_restart_mid_training(demo_lock_registry, aof_redis, make_stack) -
         messages = assert_ended_once(client, job)
         assert_gate_decided(client, job, messages)
         steps = train_steps(all_events(client, job["id"]))
-        assert max(steps) == LONG_STEPS and sorted(set(steps)) == list(range(1, LONG_STEPS + 1)), steps
+        # training reached its last step; a step's progress event written while Redis was down
+        # is lost (events are not retried), so at most the steps of the outage may lack one
+        missing = sorted(set(range(1, LONG_STEPS + 1)) - set(steps))
+        assert max(steps) == LONG_STEPS and len(missing) <= 2, (missing, steps)
         assert [j["id"] for j in client.get("/v1/fine_tuning/jobs").json()["data"]] == [job["id"]]
         ctx = stack.context()
         assert ctx.records.get_job(job["id"]).tenant == tenant
