@@ -1,8 +1,9 @@
 """The key-value operations the service needs, on Redis (cluster) or SQLite (embedded).
 
-Values are strings (JSON); `put` and `put_if_absent` take an optional time to live. Conditional writes (`compare_and_set`, `put_if_absent`) are
-atomic in both backends, across threads and processes, which is what makes job state
-transitions safe when two workers see the same job.
+Values are strings (JSON); `put` and `put_if_absent` take an optional time to live, and
+`get_many` reads many keys in one round trip. Conditional writes (`compare_and_set`,
+`put_if_absent`) are atomic in both backends, across threads and processes, which is what
+makes job state transitions safe when two workers see the same job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Protocol
 
 class KV(Protocol):
     def get(self, key: str) -> str | None: ...
+    def get_many(self, keys: list[str]) -> list[str | None]: ...
     def put(self, key: str, value: str, ttl: float | None = None) -> None: ...
     def put_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
     def compare_and_set(self, key: str, expected: str | None, value: str) -> bool: ...
@@ -63,6 +65,10 @@ class RedisKV:
 
     def get(self, key: str) -> str | None:
         return self._r.get(self._k(key))
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of `keys` in order, in one round trip (MGET)."""
+        return list(self._r.mget([self._k(k) for k in keys])) if keys else []
 
     def put(self, key: str, value: str, ttl: float | None = None) -> None:
         self._r.set(self._k(key), value, px=_ms(ttl))
@@ -137,6 +143,9 @@ class SqliteKV:
 
     def get(self, key: str) -> str | None:
         return self._tx(lambda db: self._read(db, key))
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        return self._tx(lambda db: [self._read(db, k) for k in keys])
 
     def put(self, key: str, value: str, ttl: float | None = None) -> None:
         self._tx(lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, _expiry(ttl))))

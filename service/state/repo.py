@@ -11,7 +11,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from service.state.kv import KV
 from service.state.records import (
@@ -25,6 +25,7 @@ from service.state.records import (
     new_id,
 )
 
+R = TypeVar("R", FileRecord, JobRecord, ModelRecord)
 CAP_LEASE_SECONDS = 10.0
 """How long one create may hold its tenant's job-creation lease (it counts and adds)."""
 
@@ -174,8 +175,16 @@ class Records:
         record = FileRecord.model_validate_json(raw) if raw else None
         return record if record and record.tenant == tenant else None
 
+    def file_ids(self, tenant: str) -> list[str]:
+        """The tenant's file ids, newest first."""
+        return self.kv.items(f"files:{tenant}")[::-1]
+
+    def get_files(self, tenant: str, ids: list[str]) -> list[FileRecord]:
+        """The tenant's files among `ids`, in their order, read in one round trip."""
+        return _owned(FileRecord, tenant, self.kv.get_many([f"file:{i}" for i in ids]))
+
     def list_files(self, tenant: str) -> list[FileRecord]:
-        return [f for i in reversed(self.kv.items(f"files:{tenant}")) if (f := self.get_file(tenant, i))]
+        return self.get_files(tenant, self.file_ids(tenant))
 
     def delete_file(self, record: FileRecord) -> None:
         self.kv.remove(f"files:{record.tenant}", record.id)
@@ -186,6 +195,7 @@ class Records:
         if not self.kv.put_if_absent(f"job:{record.id}", record.model_dump_json()):
             raise JobConflict(f"job {record.id} already exists")
         self.kv.append(f"jobs:{record.tenant}", record.id)
+        self.kv.append(f"activejobs:{record.tenant}", record.id)
         self._mirror(record)
 
     def add_job_within_cap(self, record: JobRecord, max_active: int) -> None:
@@ -200,7 +210,7 @@ class Records:
                 raise RuntimeError(f"tenant {record.tenant}: job creation lease still held after {CAP_LEASE_SECONDS} s")
             time.sleep(0.01)
         try:
-            active = sum(not job.terminal for job in self.list_jobs(record.tenant))
+            active = len(self._active_job_ids(record.tenant))
             if active >= max_active:
                 raise TooManyActiveJobs(active, max_active)
             self.add_job(record)
@@ -215,8 +225,36 @@ class Records:
         record = self.get_job(job_id)
         return record if record and record.tenant == tenant else None
 
+    def job_ids(self, tenant: str) -> list[str]:
+        """The tenant's job ids, newest first."""
+        return self.kv.items(f"jobs:{tenant}")[::-1]
+
+    def get_jobs(self, tenant: str, ids: list[str]) -> list[JobRecord]:
+        """The tenant's jobs among `ids`, in their order, read in one round trip."""
+        return _owned(JobRecord, tenant, self.kv.get_many([f"job:{i}" for i in ids]))
+
     def list_jobs(self, tenant: str) -> list[JobRecord]:
-        return [j for i in reversed(self.kv.items(f"jobs:{tenant}")) if (j := self.get_job_for(tenant, i))]
+        return self.get_jobs(tenant, self.job_ids(tenant))
+
+    def _active_job_ids(self, tenant: str) -> list[str]:
+        """The tenant's unfinished jobs, from its index of them (`activejobs:`), so the cap
+        costs O(cap) and not O(all jobs). Finished jobs are pruned from the index here; a
+        tenant whose jobs predate the index has it built once from its full job list.
+        Called under the tenant's job-creation lease."""
+        index = f"activejobs:{tenant}"
+        if self.kv.get(f"activejobs-built:{tenant}") is None:
+            for job_id in self.kv.items(index):
+                self.kv.remove(index, job_id)
+            for job in self.list_jobs(tenant)[::-1]:
+                if not job.terminal:
+                    self.kv.append(index, job.id)
+            self.kv.put(f"activejobs-built:{tenant}", "1")
+        ids = self.kv.items(index)
+        active = {j.id for j in self.get_jobs(tenant, ids) if not j.terminal}
+        for job_id in ids:
+            if job_id not in active:
+                self.kv.remove(index, job_id)
+        return [i for i in ids if i in active]
 
     def update_job(
         self,
@@ -275,5 +313,19 @@ class Records:
         record = ModelRecord.model_validate_json(raw) if raw else None
         return record if record and record.tenant == tenant else None
 
+    def model_ids(self, tenant: str) -> list[str]:
+        """The tenant's model ids, newest first."""
+        return self.kv.items(f"models:{tenant}")[::-1]
+
+    def get_models(self, tenant: str, ids: list[str]) -> list[ModelRecord]:
+        """The tenant's models among `ids`, in their order, read in one round trip."""
+        return _owned(ModelRecord, tenant, self.kv.get_many([f"model:{i}" for i in ids]))
+
     def list_models(self, tenant: str) -> list[ModelRecord]:
-        return [m for i in reversed(self.kv.items(f"models:{tenant}")) if (m := self.get_model(tenant, i))]
+        return self.get_models(tenant, self.model_ids(tenant))
+
+
+def _owned(model: type[R], tenant: str, raws: list[str | None]) -> list[R]:
+    """The records among `raws` that exist and belong to `tenant`."""
+    records = (model.model_validate_json(raw) for raw in raws if raw)
+    return [r for r in records if r.tenant == tenant]

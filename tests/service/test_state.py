@@ -107,3 +107,76 @@ def test_active_job_cap_holds_under_concurrent_creates(records: Records) -> None
     assert sorted(outcomes) == ["added"] * 3 + ["refused 3/3"] * 5
     assert sum(not j.terminal for j in records.list_jobs(tenant.id)) == 3
     records.add_job_within_cap(JobRecord(id=new_id("ftjob"), tenant=other.id, model="m", training_file="f"), 1)
+
+
+def test_get_many_reads_values_in_order_with_none_for_missing(records: Records) -> None:
+    records.kv.put("a", "1")
+    records.kv.put("b", "2")
+    assert records.kv.get_many(["b", "missing", "a"]) == ["2", None, "1"]
+    assert records.kv.get_many([]) == []
+
+
+class CountingKV:
+    """Passes every call to `kv`; records the keys each read touched."""
+
+    def __init__(self, kv) -> None:
+        self._kv, self.read = kv, []
+
+    def get(self, key):
+        self.read.append(key)
+        return self._kv.get(key)
+
+    def get_many(self, keys):
+        self.read.extend(keys)
+        return self._kv.get_many(keys)
+
+    def __getattr__(self, name):
+        return getattr(self._kv, name)
+
+
+def _job(tenant: str, status: str = "queued") -> JobRecord:
+    return JobRecord(id=new_id("ftjob"), tenant=tenant, model="m", training_file="file-x", status=status)
+
+
+def test_the_active_job_cap_reads_only_the_unfinished_jobs(records: Records) -> None:
+    tenant, _ = records.create_tenant("a")
+    finished = [_job(tenant.id) for _ in range(30)]
+    for job in finished:
+        records.add_job_within_cap(job, 40)
+    for job in finished:
+        records.update_job(job.id, lambda j: setattr(j, "status", "succeeded"))
+    records.add_job_within_cap(_job(tenant.id), 40)  # prunes the 30 finished jobs from the index
+    counting = CountingKV(records.kv)
+    records.kv = counting
+    with pytest.raises(TooManyActiveJobs) as refused:
+        records.add_job_within_cap(_job(tenant.id), 1)
+    assert refused.value.active == 1
+    job_reads = [k for k in counting.read if k.startswith("job:")]
+    assert len(job_reads) == 1, job_reads
+
+
+def test_the_active_job_index_is_built_for_jobs_stored_before_it(records: Records) -> None:
+    tenant, _ = records.create_tenant("a")
+    older = [_job(tenant.id), _job(tenant.id), _job(tenant.id, status="failed")]
+    for job in older:
+        records.add_job(job)
+    for job in older:  # as stored by a version without the index
+        records.kv.remove(f"activejobs:{tenant.id}", job.id)
+    with pytest.raises(TooManyActiveJobs) as refused:
+        records.add_job_within_cap(_job(tenant.id), 2)
+    assert refused.value.active == 2
+    records.add_job_within_cap(_job(tenant.id), 3)
+    assert sum(not j.terminal for j in records.list_jobs(tenant.id)) == 3
+
+
+def test_lists_are_newest_first_and_skip_other_tenants_records(records: Records) -> None:
+    tenant, _ = records.create_tenant("a")
+    other, _ = records.create_tenant("b")
+    files = [FileRecord(id=new_id("file"), tenant=tenant.id, bytes=1, filename=f"{i}.jsonl", num_examples=1,
+                        sha256="0" * 64) for i in range(3)]
+    for f in files:
+        records.add_file(f)
+    foreign = FileRecord(id=new_id("file"), tenant=other.id, bytes=1, filename="x", num_examples=1, sha256="0" * 64)
+    records.add_file(foreign)
+    assert [f.id for f in records.list_files(tenant.id)] == [f.id for f in reversed(files)]
+    assert records.get_files(tenant.id, [files[0].id, foreign.id, "file-gone"]) == [files[0]]

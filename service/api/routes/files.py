@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from sdk.validation import validate_training_bytes
 from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
-from service.api.pagination import page
+from service.api.pagination import page_of_ids
 from service.state.records import FileRecord, new_id
 from service.state.repo import QuotaExceeded
 from service.store_layout import file_key
@@ -68,7 +68,8 @@ def _reserve(ctx: Context, tenant: Tenant, size: int) -> None:
 
 @router.get("")
 def list_files(ctx: Context, tenant: Tenant, limit: int = 20, after: str | None = None) -> dict:
-    return page(ctx.records.list_files(tenant.id), limit=limit, after=after, render=FileRecord.public)
+    return page_of_ids(ctx.records.file_ids(tenant.id), limit=limit, after=after,
+                       fetch=lambda ids: ctx.records.get_files(tenant.id, ids), render=FileRecord.public)
 
 
 def _own(ctx: Context, tenant: Tenant, file_id: str) -> FileRecord:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Context, Dispatch, Tenant, checked_id
 from service.api.errors import APIError, not_found
-from service.api.pagination import page
+from service.api.pagination import page, page_of_ids
 from service.pipeline.gate import GatePolicy
 from service.pipeline.resolve_lock import LockNotFound, find_lock
 from service.state.records import (
@@ -121,7 +121,10 @@ def _resume_dispatch(ctx: Context, dispatcher: Dispatch, job: JobRecord) -> JobR
 
 @router.get("")
 def list_jobs(ctx: Context, tenant: Tenant, status: JobStatus | None = None, limit: int = 20, after: str | None = None) -> dict:
-    jobs = [j for j in ctx.records.list_jobs(tenant.id) if status is None or j.status == status]
+    if status is None:  # only this page's records are read
+        return page_of_ids(ctx.records.job_ids(tenant.id), limit=limit, after=after,
+                           fetch=lambda ids: ctx.records.get_jobs(tenant.id, ids), render=JobRecord.public)
+    jobs = [j for j in ctx.records.list_jobs(tenant.id) if j.status == status]
     return page(jobs, limit=limit, after=after, render=JobRecord.public)
 
 

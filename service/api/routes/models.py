@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from service.api.deps import Context, Tenant, checked_id
 from service.api.errors import APIError, not_found
-from service.api.pagination import page
+from service.api.pagination import page_of_ids
 from service.state.records import ModelRecord
 from service.store_layout import model_key
 
@@ -30,7 +30,8 @@ def _own(ctx: Context, tenant: Tenant, model_id: str) -> ModelRecord:
 
 @router.get("")
 def list_models(ctx: Context, tenant: Tenant, limit: int = 20, after: str | None = None) -> dict:
-    return page(ctx.records.list_models(tenant.id), limit=limit, after=after, render=ModelRecord.public)
+    return page_of_ids(ctx.records.model_ids(tenant.id), limit=limit, after=after,
+                       fetch=lambda ids: ctx.records.get_models(tenant.id, ids), render=ModelRecord.public)
 
 
 @router.get("/{model_id}")
