@@ -1,5 +1,6 @@
 """The middleware stack: request ids on every response, the request guard (`request_guard`),
-and idempotent POSTs (`Idempotency-Key`)."""
+and idempotent POSTs (`Idempotency-Key`). All pure ASGI: no per-request task group, and
+every Redis call runs in the thread pool, never on the event loop."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import hashlib
 import json
 import secrets
 
-from fastapi import FastAPI, Request
+from anyio import to_thread
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 from service.api.request_guard import RequestGuard
+from service.state.kv import KV
 
 PENDING_TTL_SECONDS = 600
 """A slot whose request never finished (the API process died) frees itself after this."""
@@ -22,16 +27,28 @@ DONE_TTL_SECONDS = 24 * 3600
 """How long a stored answer is replayed for its key."""
 
 
-class RequestIdMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        request_id = request.headers.get("x-request-id") or "req_" + secrets.token_hex(12)
-        request.state.request_id = request_id
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        return response
+class RequestIdMiddleware:
+    """`x-request-id` on every response: the caller's, or a new one (also in request state)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = Headers(scope=scope).get("x-request-id") or "req_" + secrets.token_hex(12)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
-class IdempotencyMiddleware(BaseHTTPMiddleware):
+class IdempotencyMiddleware:
     """Store (tenant, key) -> response of a POST and replay it for a repeated key.
 
     Only for authenticated callers (the request guard ran first), so keys are per tenant
@@ -42,47 +59,94 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
     stored answer after `DONE_TTL_SECONDS`.
     """
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        key = request.headers.get("idempotency-key")
-        tenant = getattr(request.state, "tenant", None)
-        if request.method != "POST" or not key or tenant is None:
-            return await call_next(request)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else None
+        key = headers.get("idempotency-key") if headers else None
+        tenant = scope.get("state", {}).get("tenant")
+        if scope["type"] != "http" or scope["method"] != "POST" or not key or tenant is None:
+            await self.app(scope, receive, send)
+            return
         if len(key) > 255:
-            return error_response(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters.")
-        records = request.app.state.context.records
+            await error_response(400, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters.")(
+                scope, receive, send)
+            return
         try:
-            body = await request.body()
+            body = await _read_body(receive)
+        except ClientDisconnect:  # nobody to answer, nothing done
+            return
         except HTTPException as exc:  # over the route's size limit (the request guard's counter)
             if exc.status_code != 413:
                 raise
-            limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-            return error_response(413, "request_too_large", f"The request body is larger than the limit of {limit} bytes.")
-        fingerprint = _fingerprint(request.url.path, request.headers.get("content-type", ""), body)
+            limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+            message = f"The request body is larger than the limit of {limit} bytes."
+            await error_response(413, "request_too_large", message)(scope, receive, send)
+            return
+        kv: KV = scope["app"].state.context.records.kv
+        fingerprint = _fingerprint(scope["path"], headers.get("content-type", ""), body)
         slot = f"idem:{tenant.id}:{hashlib.sha256(key.encode()).hexdigest()}"
         pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
-        if not records.kv.put_if_absent(slot, pending, ttl=PENDING_TTL_SECONDS):
-            stored = json.loads(records.kv.get(slot) or "{}")
-            if stored.get("fingerprint") != fingerprint:
-                return error_response(400, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
-            if stored.get("state") == "pending":
-                return error_response(409, "idempotency_key_in_use", "A request with this Idempotency-Key is still in progress.")
-            replay = Response(stored["body"], status_code=stored["status"], media_type="application/json")
-            replay.headers["idempotent-replayed"] = "true"
-            return replay
+        if not await to_thread.run_sync(lambda: kv.put_if_absent(slot, pending, ttl=PENDING_TTL_SECONDS)):
+            stored = json.loads(await to_thread.run_sync(kv.get, slot) or "{}")
+            await _answer_repeat(stored, fingerprint)(scope, receive, send)
+            return
+        sent: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            sent.append(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, _replaying(body, receive), capture)
         except BaseException:
-            records.kv.delete(slot)
+            await to_thread.run_sync(kv.delete, slot)
             raise
-        if response.status_code >= 500 or response.status_code == 429:
-            records.kv.delete(slot)
-            return response
-        chunks = [chunk async for chunk in response.body_iterator]
-        content = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
-        done = {"state": "done", "fingerprint": fingerprint, "status": response.status_code, "body": content.decode()}
-        records.kv.put(slot, json.dumps(done), ttl=DONE_TTL_SECONDS)
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return Response(content, status_code=response.status_code, headers=headers, media_type=response.media_type)
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        if status >= 500 or status == 429:
+            await to_thread.run_sync(kv.delete, slot)
+        else:
+            content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+            done = {"state": "done", "fingerprint": fingerprint, "status": status, "body": content.decode()}
+            await to_thread.run_sync(lambda: kv.put(slot, json.dumps(done), ttl=DONE_TTL_SECONDS))
+        for message in sent:
+            await send(message)
+
+
+def _answer_repeat(stored: dict, fingerprint: str) -> Response:
+    """The answer to a key seen before: refused if the request differs or still runs, else replayed."""
+    if stored.get("fingerprint") != fingerprint:
+        return error_response(400, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+    if stored.get("state") == "pending":
+        return error_response(409, "idempotency_key_in_use", "A request with this Idempotency-Key is still in progress.")
+    replay = Response(stored["body"], status_code=stored["status"], media_type="application/json")
+    replay.headers["idempotent-replayed"] = "true"
+    return replay
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the real channel (disconnects)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _fingerprint(path: str, content_type: str, body: bytes) -> str:

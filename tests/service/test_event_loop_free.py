@@ -87,3 +87,22 @@ def test_an_event_stream_waiting_on_the_records_leaves_the_loop_free(app) -> Non
                                 headers={"Authorization": f"Bearer {key}"})
 
     asyncio.run(_healthz_while_held(app, hold, stream))
+
+
+def test_an_idempotent_post_waiting_on_redis_leaves_the_loop_free(app) -> None:
+    ctx = app.state.context
+    _, key = ctx.records.create_tenant("acme")
+    hold, put_if_absent = Hold(), ctx.records.kv.put_if_absent
+
+    def slow_put_if_absent(k, value, ttl=None):
+        if k.startswith("idem:"):
+            hold()
+        return put_if_absent(k, value, ttl=ttl)
+
+    ctx.records.kv.put_if_absent = slow_put_if_absent
+
+    async def upload(client):
+        return await client.post("/v1/files", files={"file": ("t.jsonl", TRAINING)},
+                                 headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "k1"})
+
+    asyncio.run(_healthz_while_held(app, hold, upload))
