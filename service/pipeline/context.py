@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from service.context import ServiceContext
 from service.pipeline.lease import JobLease
-from service.state.records import ErrorInfo, JobRecord, Progress
+from service.state.records import ErrorInfo, JobRecord, Progress, StageOutput
 from service.store_layout import dumps, job_key
+
+Output = TypeVar("Output", bound=StageOutput)
 
 
 class StageFailure(Exception):
@@ -50,18 +51,24 @@ class StageContext:
         return job_key(self.job, *parts)
 
     # stage outputs ---------------------------------------------------------------
-    def output(self, stage: str) -> dict[str, Any] | None:
-        key = self.key("stages", f"{stage}.json")
-        return json.loads(self.ctx.store.get_bytes(key)) if self.ctx.store.exists(key) else None
+    def output(self, kind: type[Output]) -> Output | None:
+        """The stored output of the stage `kind` belongs to (`kind.stage`), or None if that
+        stage has not finished."""
+        key = self.key("stages", f"{kind.stage}.json")
+        return kind.model_validate_json(self.ctx.store.get_bytes(key)) if self.ctx.store.exists(key) else None
 
-    def save_output(self, stage: str, data: dict[str, Any]) -> None:
-        self.ctx.store.put_bytes(self.key("stages", f"{stage}.json"), dumps(data))
+    def done(self, stage: str) -> bool:
+        """Whether `stage` finished: its output is stored (written last)."""
+        return self.ctx.store.exists(self.key("stages", f"{stage}.json"))
 
-    def require(self, stage: str) -> dict[str, Any]:
-        data = self.output(stage)
-        if data is None:
-            raise RuntimeError(f"stage {stage} has no stored output")
-        return data
+    def save_output(self, output: StageOutput) -> None:
+        self.ctx.store.put_bytes(self.key("stages", f"{output.stage}.json"), dumps(output.model_dump(mode="json")))
+
+    def require(self, kind: type[Output]) -> Output:
+        output = self.output(kind)
+        if output is None:
+            raise RuntimeError(f"stage {kind.stage} has no stored output")
+        return output
 
     # artifacts -------------------------------------------------------------------
     def local_dir(self, name: str) -> Path:

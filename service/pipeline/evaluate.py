@@ -22,13 +22,13 @@ from service.pipeline.loading import (
     trained_model,
     validation_records,
 )
-from service.state.records import Progress
+from service.state.records import EvaluateOutput, Progress, RelockOutput
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> EvaluateOutput:
     from service.evaluation.suite import evaluate_model
 
-    alpha = sc.require("relock")["alpha"]
+    alpha = sc.require(RelockOutput).alpha
     records = validation_records(sc)
     sets = prompt_sets(sc, "confirmation")
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=sc.judge(),
@@ -48,10 +48,10 @@ def run(sc: StageContext) -> dict:
         relocked = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
         applied = lock_summary(lock)
     sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
-    out = {"base": base, "unlocked": unlocked, "relocked": relocked, "alpha": alpha, "lock": applied}
+    out = EvaluateOutput(base=base, unlocked=unlocked, relocked=relocked, alpha=alpha, lock=applied)
     sc.event("Evaluation on the held-out prompts: harmful rate base {}, unlocked {}, relocked {}.".format(
         *(_pct(e["harmful_rate"]) if e else "n/a" for e in (base, unlocked, relocked))),
-        type="metrics", data=out, once="evaluated")
+        type="metrics", data=out.model_dump(mode="json"), once="evaluated")
     return out
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.settings import Settings
+from service.state.records import EvaluateOutput, GateOutput
 
 if TYPE_CHECKING:
     from service.pipeline.context import StageContext
@@ -116,12 +117,12 @@ def policy_for(sc: StageContext) -> GatePolicy:
     return GatePolicy.current(sc.settings, sc.ctx.records.kv).with_overrides(sc.job.gate_policy)
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> GateOutput:
     policy = policy_for(sc)
-    ev = sc.require("evaluate")
-    passed, reasons = policy.decide(ev["base"], ev["unlocked"], ev["relocked"])
+    ev = sc.require(EvaluateOutput)
+    passed, reasons = policy.decide(ev.base, ev.unlocked, ev.relocked)
     if passed:
         sc.event("Gate passed.", once="gate")
     else:
         sc.event("Gate rejected the model: " + "; ".join(reasons) + ".", level="warn", once="gate")
-    return {"passed": passed, "reasons": reasons, "policy": policy.model_dump()}
+    return GateOutput(passed=passed, reasons=reasons, policy=policy.model_dump())

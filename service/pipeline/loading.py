@@ -17,6 +17,7 @@ from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.resolve_lock import load_lock
 from service.pipeline.train import TRAINED
 from service.pipeline.validate import load_records
+from service.state.records import AppliedLock, Figures, FittedLock, RelockOutput, ResolveLockOutput
 from service.store_layout import file_key
 
 
@@ -39,8 +40,8 @@ def base_model_path(sc: StageContext) -> str:
 
 
 def job_lock(sc: StageContext) -> Any:
-    info = sc.require("resolve_lock")
-    return load_lock(sc.ctx.registry, info["base_model"], info["version"])
+    info = sc.require(ResolveLockOutput)
+    return load_lock(sc.ctx.registry, info.base_model, info.version)
 
 
 FITTED_LOCK = "relock/lock"  # under the job's key: the lock relock fitted to this job's model
@@ -48,14 +49,14 @@ Split = Literal["selection", "confirmation"]
 SPLITS: tuple[Split, ...] = ("selection", "confirmation")
 
 
-def lock_summary(lock: Any) -> dict[str, Any]:
+def lock_summary(lock: Any) -> AppliedLock:
     """What a stage records of the lock it applied: kind, tensors' sha256, condition threshold
     (None for kinds without one)."""
     threshold = lock.kind_fields.condition_threshold
-    return {"kind": lock.manifest.kind, "sha256": lock.manifest.sha256, "threshold": threshold}
+    return AppliedLock(kind=lock.manifest.kind, sha256=lock.manifest.sha256, threshold=threshold)
 
 
-def store_fitted_lock(sc: StageContext, lock: Any) -> dict[str, Any]:
+def store_fitted_lock(sc: StageContext, lock: Any) -> FittedLock:
     """Save `lock` as a lock directory under the job's `relock/lock/` (tensors first, the
     manifest last); returns relock's record of it (the manifest's sha256 included)."""
     from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE
@@ -65,7 +66,7 @@ def store_fitted_lock(sc: StageContext, lock: Any) -> dict[str, Any]:
     for name in (TENSORS_FILE, MANIFEST_FILE):
         sc.ctx.store.put_bytes(f"{prefix}/{name}", files[name])
     digest = hashlib.sha256(files[MANIFEST_FILE]).hexdigest()
-    return {"key": FITTED_LOCK, **lock_summary(lock), "manifest_sha256": digest}
+    return FittedLock(key=FITTED_LOCK, **lock_summary(lock).model_dump(), manifest_sha256=digest)
 
 
 def fitted_lock(sc: StageContext) -> Any:
@@ -74,15 +75,15 @@ def fitted_lock(sc: StageContext) -> Any:
     from lock_registry.errors import LockIntegrityError
     from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock
 
-    record = sc.require("relock")["lock"]
-    prefix = sc.key(record["key"])
+    record = sc.require(RelockOutput).lock
+    prefix = sc.key(record.key)
     files = {
         name: sc.ctx.store.get_bytes(f"{prefix}/{name}") for name in (MANIFEST_FILE, TENSORS_FILE)
     }
     digest = hashlib.sha256(files[MANIFEST_FILE]).hexdigest()
-    if digest != record["manifest_sha256"]:
+    if digest != record.manifest_sha256:
         raise LockIntegrityError(
-            f"{prefix}/{MANIFEST_FILE}: sha256 {digest} is not the {record['manifest_sha256']} "
+            f"{prefix}/{MANIFEST_FILE}: sha256 {digest} is not the {record.manifest_sha256} "
             "relock recorded; the fitted lock was altered"
         )
     return MetaSafetyLock.from_files(files, source=prefix)
@@ -121,6 +122,6 @@ def validation_records(sc: StageContext) -> list[dict] | None:
     return load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.validation_file)))
 
 
-def summarise(result: Any) -> dict[str, float | None]:
+def summarise(result: Any) -> Figures:
     """An EvalResult as the report's Eval object, plus the junk rate the gate checks."""
     return {**result.summary(), "junk_rate": result.junk_rate}

@@ -20,7 +20,7 @@ from service.hashing import sha256_file
 from service.pipeline.context import FinalResult, StageContext
 from service.pipeline.loading import fitted_lock, trained_model
 from service.pipeline.report import build_report
-from service.state.records import ModelRecord
+from service.state.records import ModelRecord, RelockOutput, ResolveLockOutput
 from service.store_layout import dumps, model_key
 
 MANIFEST = "manifest.json"
@@ -39,8 +39,8 @@ def run(sc: StageContext, started: float) -> FinalResult:
     from lock_registry.bake import bakes, save_locked
 
     job = sc.job
-    alpha = sc.require("relock")["alpha"]
-    lock_info = sc.require("resolve_lock")
+    alpha = sc.require(RelockOutput).alpha
+    lock_info = sc.require(ResolveLockOutput)
     model_id = model_id_for(job.id)
     out = sc.work_dir / "publish"
     shutil.rmtree(out, ignore_errors=True)
@@ -58,7 +58,7 @@ def run(sc: StageContext, started: float) -> FinalResult:
         sc.ctx.store.upload_file(out / rel, f"{prefix}/{rel}")
     manifest = {
         "id": model_id, "job_id": job.id, "tenant": job.tenant, "base_model": job.model,
-        "lock": {**{k: lock_info[k] for k in ("base_model", "version")}, "alpha": alpha,
+        "lock": {"base_model": lock_info.base_model, "version": lock_info.version, "alpha": alpha,
                  "baked": baked, "kind": lock.manifest.kind,
                  "threshold": lock.kind_fields.condition_threshold},
         "files": {rel: sha256_file(out / rel) for rel in files},

@@ -6,12 +6,13 @@ import time
 
 from service.pipeline.context import FinalResult, StageContext
 from service.pipeline.report import build_report
-from service.state.records import ErrorInfo
+from service.state.records import ErrorInfo, GateOutput
 from service.store_layout import dumps
 
 
 def run(sc: StageContext, started: float) -> FinalResult:
-    reasons = (sc.output("gate") or {}).get("reasons") or ["the gate did not pass the model"]
+    gate = sc.output(GateOutput)
+    reasons = (gate.reasons if gate else None) or ["the gate did not pass the model"]
     report = build_report(sc, "rejected", reasons)
     report["stage_seconds"]["reject"] = round(time.monotonic() - started, 3)
     sc.ctx.store.put_bytes(sc.key("report.json"), dumps(report))

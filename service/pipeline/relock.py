@@ -39,12 +39,10 @@ from service.pipeline.loading import (
     summarise,
     trained_model,
 )
-from service.state.records import Progress
-
-Eval = dict[str, float | None]
+from service.state.records import AlphaPoint, Figures, Progress, RelockOutput
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> RelockOutput:
     from lock_registry.apply import check_fits
     from lock_registry.fit import fit_to_model
     from service.evaluation.suite import evaluate_model
@@ -65,7 +63,7 @@ def run(sc: StageContext) -> dict:
     grid = sc.settings.alpha_grid
     cut_short: set[float] = set()
 
-    def measure(alpha: float) -> Eval:
+    def measure(alpha: float) -> Figures:
         """Harmful prompts first; the safe and task prompts only if those pass (else the
         alpha already fails, whatever they would show)."""
         if alpha == 0:
@@ -98,8 +96,8 @@ def run(sc: StageContext) -> dict:
                  "the lock is kept at zero strength.", once="alpha_chosen")
     else:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
-    return {"alpha": chosen, "curve": curve, "base": base, "unlocked": unlocked, "policy": policy.model_dump(),
-            "lock": {**stored, "fit": fit_record}}
+    return RelockOutput(alpha=chosen, curve=[AlphaPoint(**point) for point in curve], base=base, unlocked=unlocked,
+                        policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}))
 
 
 def _record_fit(sc: StageContext, lock: Any, fit: Any) -> dict | None:
@@ -119,10 +117,10 @@ def _record_fit(sc: StageContext, lock: Any, fit: Any) -> dict | None:
 
 def choose_alpha(
     grid: Sequence[float],
-    measure: Callable[[float], Eval],
+    measure: Callable[[float], Figures],
     *,
-    base: Eval,
-    unlocked: Eval,
+    base: Figures,
+    unlocked: Figures,
     policy: GatePolicy,
     report: Callable[[int, dict, list[str]], None] | None = None,
 ) -> tuple[float | None, list[dict]]:

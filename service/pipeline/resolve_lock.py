@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from service.pipeline.context import StageContext, StageFailure
+from service.state.records import ResolveLockOutput
 
 log = logging.getLogger(__name__)
 ALIAS = "production"
@@ -37,16 +38,16 @@ def load_lock(registry: Any, base_model: str, version: int) -> Any:
     return registry.load(f"{base_model}@v{version}")
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> ResolveLockOutput:
     job = sc.job
     try:
-        lock = find_lock(sc.ctx.registry, job.model, job.lock_version)
+        lock = ResolveLockOutput(**find_lock(sc.ctx.registry, job.model, job.lock_version))
     except LockNotFound as exc:
         raise StageFailure("lock_not_found", str(exc), "model") from exc
 
     def record(j) -> None:
-        j.lock = {"base_model": lock["base_model"], "version": lock["version"]}
+        j.lock = {"base_model": lock.base_model, "version": lock.version}
 
     sc.ctx.records.update_job(job.id, record, only_if=("running",))
-    sc.event(f"Using lock {lock['base_model']} v{lock['version']}.", once="lock", data=lock)
+    sc.event(f"Using lock {lock.base_model} v{lock.version}.", once="lock", data=lock.model_dump())
     return lock

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from service.pipeline.context import StageContext
 from service.pipeline.validate import load_records
-from service.state.records import Progress
+from service.state.records import Progress, TrainOutput
 from service.store_layout import file_key
 
 TRAINED = "trained"
@@ -73,7 +73,7 @@ class CheckpointSync:
         return target
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> TrainOutput:
     from service.pipeline.workflow import Cancelled, HandedBack
     from service.training import TrainConfig, TrainingCancelled, TrainProgress, train_sft
 
@@ -120,5 +120,6 @@ def run(sc: StageContext) -> dict:
     sc.ctx.store.upload_dir(out_dir, sc.key(TRAINED))
     sc.ctx.store.delete_prefix(sc.key(CHECKPOINTS) + "/")
     (out_dir / ".complete").touch()
-    return {"steps": result.steps, "train_loss": result.train_loss, "validation_loss": result.eval_loss,
-            "seconds": round(result.seconds, 3), "method": result.method, "resumed_from_step": resume and sync.synced}
+    return TrainOutput(steps=result.steps, train_loss=result.train_loss, validation_loss=result.eval_loss,
+                       seconds=round(result.seconds, 3), method=result.method,
+                       resumed_from_step=sync.synced if resume is not None else None)

@@ -9,6 +9,7 @@ import json
 from sdk.validation import validate_training_bytes
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.resolve_lock import LockNotFound, find_lock
+from service.state.records import FileStats, ValidateOutput
 from service.store_layout import file_key
 
 
@@ -49,21 +50,22 @@ def _count_tokens(sc: StageContext, records: list[dict], param: str) -> list[int
     return counts
 
 
-def run(sc: StageContext) -> dict:
+def run(sc: StageContext) -> ValidateOutput:
     job = sc.job
     if job.model not in sc.settings.base_models:
         raise StageFailure("model_not_found", f"Unknown base model {job.model!r}.", "model")
     try:
-        lock = find_lock(sc.ctx.registry, job.model, job.lock_version)
+        find_lock(sc.ctx.registry, job.model, job.lock_version)
     except LockNotFound as exc:
         raise StageFailure("lock_not_found", str(exc), "model") from exc
-    out: dict = {"lock": lock}
+    stats: dict[str, FileStats] = {}
     for param in ("training_file", "validation_file"):
         file_id = getattr(job, param)
         if file_id is None:
             continue
         counts = _count_tokens(sc, load_records(_file_bytes(sc, file_id, param)), param)
-        out[param] = {"examples": len(counts), "tokens": sum(counts), "max_tokens": max(counts)}
-    sc.event(f"Files validated: {out['training_file']['examples']} training examples, "
-             f"{out['training_file']['tokens']} tokens.", once="validated", data=out)
+        stats[param] = FileStats(examples=len(counts), tokens=sum(counts), max_tokens=max(counts))
+    out = ValidateOutput(**stats)
+    sc.event(f"Files validated: {out.training_file.examples} training examples, "
+             f"{out.training_file.tokens} tokens.", once="validated", data=out.model_dump(exclude_none=True))
     return out

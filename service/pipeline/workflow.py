@@ -21,7 +21,7 @@ from service.outages import UNAVAILABLE
 from service.pipeline.context import StageContext, StageFailure
 from service.pipeline.incidents import new_incident, public_reason
 from service.pipeline.lease import JobLease, LeaseLost
-from service.state.records import STAGES, ErrorInfo, JobRecord, now
+from service.state.records import STAGES, ErrorInfo, GateOutput, JobRecord, now
 from service.state.repo import JobConflict
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _run(sc: StageContext) -> str:
     try:
         for stage in STAGES:
             _run_stage(sc, stage)
-        passed = sc.require("gate")["passed"]
+        passed = sc.require(GateOutput).passed
         return _run_final(sc, "publish" if passed else "reject")
     except Cancelled as exc:
         sc.event(f"Job cancelled during {exc.where}.", level="warn", once="cancelled")
@@ -125,8 +125,8 @@ def _run(sc: StageContext) -> str:
                 unpublish(sc)
             sc.event(f"Stage {stage} failed ({reason}); the gate fails closed.",
                      level="error", once=f"crash:{stage}")
-            sc.save_output("gate", {"passed": False, "reasons": [f"{stage} failed: {reason}"],
-                                    "policy": None, "crashed_stage": stage})
+            sc.save_output(GateOutput(passed=False, reasons=[f"{stage} failed: {reason}"], policy=None,
+                                      crashed_stage=stage))
             try:
                 return _run_final(sc, "reject")
             except Cancelled as cancelled:  # a cancel accepted before the crash still wins
@@ -149,7 +149,7 @@ def _run_stage(sc: StageContext, stage: str) -> None:
         raise Cancelled(f"before {stage}")
     if sc.ctx.stopping.is_set():
         raise HandedBack(f"before {stage}")
-    if sc.output(stage) is not None:
+    if sc.done(stage):
         sc.event(f"Stage {stage} already done; skipping it.", once=f"skip:{stage}:{sc.job.deliveries}")
         return
     status = "validating_files" if stage == "validate" else "running"
@@ -164,7 +164,7 @@ def _run_stage(sc: StageContext, stage: str) -> None:
     started = time.monotonic()
     output = _stage_module(stage).run(sc)
     seconds = round(time.monotonic() - started, 3)
-    sc.save_output(stage, output)  # the stage's completion marker: written last
+    sc.save_output(output)  # the stage's completion marker: written last
 
     def record(job: JobRecord) -> None:
         job.stage_seconds[stage] = seconds

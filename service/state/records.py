@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
-Stage = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish", "reject"]
+StageName = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish", "reject"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-STAGES: tuple[Stage, ...] = ("validate", "train", "resolve_lock", "relock", "evaluate", "gate")
+STAGES: tuple[StageName, ...] = ("validate", "train", "resolve_lock", "relock", "evaluate", "gate")
 # After the gate the worker commits to one of these; a job in one can no longer be cancelled.
-FINAL_STAGES: tuple[Stage, ...] = ("publish", "reject")
+FINAL_STAGES: tuple[StageName, ...] = ("publish", "reject")
 
 
 def new_id(prefix: str) -> str:
@@ -107,7 +107,7 @@ class JobRecord(BaseModel):
     model: str
     fine_tuned_model: str | None = None
     status: JobStatus = "validating_files"
-    stage: Stage | None = None
+    stage: StageName | None = None
     training_file: str
     validation_file: str | None = None
     method: Literal["lora", "full"] = "lora"
@@ -157,3 +157,111 @@ class ModelRecord(BaseModel):
     def public(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"tenant", "files"})
         return {"object": "model", "owned_by": self.tenant, **data}
+
+
+# Stage outputs -----------------------------------------------------------------------
+Figures = dict[str, float | None]
+"""One evaluation's figures, the report's Eval object (`loading.summarise`): harmful_rate,
+clean_refusal_rate, clean_compliance_rate, over_refusal_rate, utility, validation_loss,
+junk_rate; `GatePolicy.decide` reads them."""
+
+
+class StageOutput(BaseModel):
+    """What a stage stores as `jobs/{tenant}/{job}/stages/{stage}.json` when it is done
+    (`StageContext.save_output`; a stored one makes a resumed job skip the stage). Fields
+    a model does not know, written by another version of the service, are ignored."""
+
+    stage: ClassVar[StageName]
+
+
+class FileStats(BaseModel):
+    examples: int
+    tokens: int
+    max_tokens: int
+
+
+class ValidateOutput(StageOutput):
+    stage: ClassVar[StageName] = "validate"
+
+    training_file: FileStats
+    validation_file: FileStats | None = None
+
+
+class TrainOutput(StageOutput):
+    stage: ClassVar[StageName] = "train"
+
+    steps: int
+    train_loss: float
+    validation_loss: float | None = None
+    seconds: float
+    method: Literal["lora", "full"]
+    resumed_from_step: int | None = Field(None, description="The checkpoint's step a lost worker's run resumed from.")
+
+
+class ResolveLockOutput(StageOutput):
+    """The registry lock the job uses: its base model, version and the sha256 of its tensors."""
+
+    stage: ClassVar[StageName] = "resolve_lock"
+
+    base_model: str
+    version: int
+    sha256: str
+
+
+class AlphaPoint(BaseModel):
+    """One alpha of relock's grid as measured (figures it did not measure are None)."""
+
+    alpha: float
+    harmful_rate: float | None
+    utility: float | None
+    over_refusal: float | None
+    junk_rate: float | None
+
+
+class AppliedLock(BaseModel):
+    """A lock as a stage applied it: its kind, its tensors' sha256 and, for a conditional
+    lock, the condition threshold (None for other kinds)."""
+
+    kind: str
+    sha256: str
+    threshold: float | None = None
+
+
+class FittedLock(AppliedLock):
+    """The lock relock fitted to the job's model, stored under the job's `key`."""
+
+    key: str
+    manifest_sha256: str = Field(description="sha256 of the stored manifest; evaluate and publish check it.")
+    fit: dict[str, Any] | None = Field(None, description="The threshold fit (None for kinds that need none).")
+
+
+class RelockOutput(StageOutput):
+    stage: ClassVar[StageName] = "relock"
+
+    alpha: float | None = Field(description="The smallest alpha of the grid that met the gate; None if none did.")
+    curve: list[AlphaPoint]
+    base: Figures
+    unlocked: Figures
+    policy: dict[str, float]
+    lock: FittedLock
+
+
+class EvaluateOutput(StageOutput):
+    stage: ClassVar[StageName] = "evaluate"
+
+    base: Figures
+    unlocked: Figures
+    relocked: Figures | None = Field(description="None when relock chose no alpha.")
+    alpha: float | None
+    lock: AppliedLock | None
+
+
+class GateOutput(StageOutput):
+    stage: ClassVar[StageName] = "gate"
+
+    passed: bool
+    reasons: list[str]
+    policy: dict[str, float] | None
+    crashed_stage: StageName | None = Field(
+        None, description="The fail-closed stage whose crash decided (the workflow writes this output then)."
+    )

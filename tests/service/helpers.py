@@ -87,3 +87,32 @@ def assert_decision_matches_measurements(report: dict, job: dict) -> None:
     assert report["reasons"] == reasons, (report["reasons"], reasons)
     assert report["decision"] == ("published" if passed else "rejected")
     assert job["status"] == ("succeeded" if passed else "failed"), job
+
+
+def placeholder_output(stage: str):
+    """What a stand-in of `stage` returns: the smallest well-formed output of its type (the
+    gate passes; publish succeeds with model `model-x`, reject fails the job)."""
+    from service.pipeline.context import FinalResult
+    from service.state.records import (
+        EvaluateOutput,
+        FileStats,
+        FittedLock,
+        GateOutput,
+        RelockOutput,
+        ResolveLockOutput,
+        TrainOutput,
+        ValidateOutput,
+    )
+
+    outputs = {
+        "validate": lambda: ValidateOutput(training_file=FileStats(examples=1, tokens=1, max_tokens=1)),
+        "train": lambda: TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="lora"),
+        "resolve_lock": lambda: ResolveLockOutput(base_model="m", version=1, sha256="0" * 64),
+        "relock": lambda: RelockOutput(alpha=None, curve=[], base={}, unlocked={}, policy={}, lock=FittedLock(
+            key="relock/lock", kind="head_bias", sha256="0" * 64, manifest_sha256="0" * 64)),
+        "evaluate": lambda: EvaluateOutput(base={}, unlocked={}, relocked=None, alpha=None, lock=None),
+        "gate": lambda: GateOutput(passed=True, reasons=[], policy=None),
+        "publish": lambda: FinalResult(status="succeeded", model_id="model-x"),
+        "reject": lambda: FinalResult(status="failed"),
+    }
+    return outputs[stage]()

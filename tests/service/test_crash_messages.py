@@ -14,7 +14,8 @@ from service.context import ServiceContext
 from service.pipeline import workflow
 from service.pipeline.context import StageContext
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
+from service.state.records import GateOutput, JobRecord, new_id
+from tests.service.helpers import placeholder_output
 
 SECRET = "could not reach http://10.0.0.7:9000/platform-bucket with key AKIAXXXX at /srv/secrets/s3.json"
 
@@ -35,9 +36,7 @@ def _run_with(ctx, monkeypatch, crash_in: str, exc: Exception, before_crash=None
                 if before_crash is not None:
                     before_crash(sc)
                 raise exc
-            if name == "gate":
-                return {"passed": True, "reasons": [], "policy": None}
-            return SimpleNamespace(status="failed", error=None, model_id=None) if name == "reject" else {}
+            return placeholder_output(name)
         return SimpleNamespace(run=run)
 
     monkeypatch.setattr(workflow, "_stage_module", stage)
@@ -63,15 +62,15 @@ def test_a_crash_outside_the_gate_shows_an_incident_not_the_exception(ctx, monke
 
 def test_a_crash_in_a_fail_closed_stage_rejects_with_an_incident(ctx, monkeypatch) -> None:
     job, status = _run_with(ctx, monkeypatch, "relock", OSError(SECRET))
-    gate = StageContext(ctx, job.id).require("gate")
-    assert status == "failed" and gate["passed"] is False and gate["crashed_stage"] == "relock"
-    assert "incident inc-" in gate["reasons"][0] and "10.0.0.7" not in " ".join(gate["reasons"])
+    gate = StageContext(ctx, job.id).require(GateOutput)
+    assert status == "failed" and gate.passed is False and gate.crashed_stage == "relock"
+    assert "incident inc-" in gate.reasons[0] and "10.0.0.7" not in " ".join(gate.reasons)
     assert "10.0.0.7" not in _public_text(ctx, job)
 
 
 def test_a_lock_error_is_shown_as_written(ctx, monkeypatch) -> None:
     job, _ = _run_with(ctx, monkeypatch, "relock", LockShapeError("the lock has 30 layers, the model 4"))
-    reason = StageContext(ctx, job.id).require("gate")["reasons"][0]
+    reason = StageContext(ctx, job.id).require(GateOutput).reasons[0]
     assert reason == "relock failed: LockShapeError: the lock has 30 layers, the model 4"
 
 

@@ -21,11 +21,11 @@ from service.pipeline.context import StageContext
 from service.pipeline.train import TRAINED
 from service.pipeline.workflow import run_job
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
+from service.state.records import EvaluateOutput, GateOutput, JobRecord, TrainOutput, new_id
 from tests.fixtures.json_server import JSONHandler, chat_reply, serve
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-from tests.service.helpers import OPEN_GATE
+from tests.service.helpers import OPEN_GATE, placeholder_output
 from tests.service.helpers import TINY_BASE as BASE
 
 
@@ -76,9 +76,8 @@ def _run(tmp_path, world, eval_judge: str) -> tuple[ServiceContext, JobRecord, s
     ctx.records.add_job(job)
     sc = StageContext(ctx, job.id)
     ctx.store.upload_dir(world / "base", sc.key(TRAINED))
-    sc.save_output("validate", {"lock": {"base_model": BASE, "version": info.version}})
-    sc.save_output("train", {"steps": 1, "train_loss": 1.0, "validation_loss": None, "seconds": 0.0,
-                             "method": "full", "resumed_from_step": None})  # fmt: skip
+    sc.save_output(placeholder_output("validate"))
+    sc.save_output(TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="full"))
     return ctx, job, run_job(ctx, job.id)
 
 
@@ -94,9 +93,9 @@ def test_the_configured_judge_labels_every_evaluation(tmp_path, world, judge_url
     # evaluate the held-out half (1 harmful + 1 safe) for the base, unlocked and relocked;
     # task answers are scored by exact match
     assert _Judge.asked == ["judge-1"] * (3 * 3 + 2 * 3)
-    evaluate = StageContext(ctx, job.id).require("evaluate")
-    for name in ("base", "unlocked", "relocked"):
-        assert evaluate[name]["harmful_rate"] == 0.0  # every answer labelled a refusal
+    evaluate = StageContext(ctx, job.id).require(EvaluateOutput)
+    for figures in (evaluate.base, evaluate.unlocked, evaluate.relocked):
+        assert figures["harmful_rate"] == 0.0  # every answer labelled a refusal
 
 
 def test_the_default_judge_is_the_rules(tmp_path, world) -> None:
@@ -112,5 +111,5 @@ def test_a_judge_that_cannot_be_built_rejects_the_job(tmp_path, world) -> None:
     # the operator's misconfiguration is theirs to read in the log; the customer gets an incident id
     assert record.error.code == "gate_rejected" and "an internal error (incident inc-" in record.error.message
     assert "no-classifier" not in record.error.message
-    assert StageContext(ctx, job.id).require("gate")["crashed_stage"] == "relock"
+    assert StageContext(ctx, job.id).require(GateOutput).crashed_stage == "relock"
     assert ctx.store.list(f"models/{job.tenant}/") == []

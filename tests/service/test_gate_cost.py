@@ -16,6 +16,7 @@ from service.pipeline.context import StageContext
 from service.settings import Settings
 from service.state.records import JobRecord, new_id
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
+from tests.service.helpers import placeholder_output
 
 PROMPTS = ([{"prompt": p, "kind": "harmful"} for p in HARMFUL_PROMPTS[:4]]
            + [{"prompt": p, "kind": "safe"} for p in BENIGN_PROMPTS[:4]]
@@ -108,16 +109,16 @@ def test_relock_asks_safe_and_task_prompts_only_of_an_alpha_whose_harmful_answer
     monkeypatch.setattr(relock, "base_evaluation", lambda sc, sets: base)
     monkeypatch.setattr(relock, "job_lock", lambda sc: "lock")
     monkeypatch.setattr(relock, "trained_model", lambda sc: ("fine-tuned", None))
-    monkeypatch.setattr(relock, "store_fitted_lock", lambda sc, lock: {"key": "k"})
+    monkeypatch.setattr(relock, "store_fitted_lock", lambda sc, lock: placeholder_output("relock").lock)
     monkeypatch.setattr("lock_registry.apply.check_fits", lambda model, lock: None)
     monkeypatch.setattr("lock_registry.fit.fit_to_model", lambda model, tokenizer, lock: (lock, None))
 
     out = relock.run(sc)
 
-    assert out["alpha"] == 4.0
+    assert out.alpha == 4.0
     assert asked == [(None, ("harmful", "safe", "tasks")), (2.0, ("harmful",)),
                      (4.0, ("harmful",)), (4.0, ("safe", "tasks"))]
-    curve = {p["alpha"]: p for p in out["curve"]}
-    assert curve[2.0]["utility"] is None and curve[4.0]["utility"] == 1.0
+    curve = {p.alpha: p for p in out.curve}
+    assert curve[2.0].utility is None and curve[4.0].utility == 1.0
     messages = [e.message for e in sc.ctx.records.events(sc.job_id)]
     assert any(m.startswith("alpha 2:") and "(safe and task prompts not asked)" in m for m in messages)

@@ -15,7 +15,8 @@ from service.context import ServiceContext
 from service.pipeline import base_evaluation, evaluate, loading
 from service.pipeline.context import StageContext, StageFailure
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
+from service.state.records import AppliedLock, JobRecord, new_id
+from tests.service.helpers import placeholder_output
 
 KINDS = {"harmful": 7, "safe": 6, "task": 5}
 
@@ -53,8 +54,8 @@ def test_a_kind_with_fewer_than_two_prompts_fails_the_job_clearly(tmp_path) -> N
 
 def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatch) -> None:
     sc = _context(tmp_path)
-    sc.save_output("relock", {"alpha": 4.0, "base": {"harmful_rate": 0.0, "marker": "relock's base"},
-                              "unlocked": {"harmful_rate": 0.5}, "curve": []})
+    relock = placeholder_output("relock")
+    sc.save_output(relock.model_copy(update={"alpha": 4.0, "base": {"harmful_rate": 0.75}, "unlocked": {"harmful_rate": 0.5}}))
     measured: list[tuple[str, set[str]]] = []
 
     def evaluate_model(model, tokenizer, *, harmful, safe, tasks, lock=None, **_):
@@ -67,11 +68,11 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
     monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
     monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
     monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
-    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: {"kind": "head_bias"})
+    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
 
     out = evaluate.run(sc)
 
     held_out = {i.prompt for part in loading.prompt_sets(sc, "confirmation").values() for i in part}
     assert [name for name, _ in measured] == ["base", "fine-tuned", "fine-tuned+lock"]
     assert all(prompts == held_out for _, prompts in measured)
-    assert "marker" not in out["base"]  # measured again on the held-out half, not relock's figures
+    assert out.base["harmful_rate"] == 0.0  # measured again on the held-out half, not relock's 0.75

@@ -26,11 +26,13 @@ from service import mirror
 from service.api.main import create_app
 from service.api.routes import jobs as jobs_route
 from service.pipeline import workflow
+from service.pipeline.context import FinalResult
 from service.pipeline.lease import lease_key
 from service.settings import Settings
 from service.state.records import JobRecord, ModelRecord, new_id
 from service.store_layout import job_key, model_key
 from service.sweeper import sweep
+from tests.service.helpers import placeholder_output
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 4
 
@@ -124,15 +126,13 @@ def test_a_failed_copy_after_success_keeps_the_published_model(service, monkeypa
 
     def stage(name: str):
         def run(sc, started=None):
-            if name == "gate":
-                return {"passed": True, "reasons": [], "policy": None}
             if name == "publish":
                 sc.ctx.store.put_bytes(weights, b"weights")
                 sc.ctx.records.add_model(ModelRecord(id=model_id, tenant=tenant.id, base_model="tiny",
                                                      job_id=job.id, lock={}, files=["model.safetensors"]))
                 _break_store(sc.ctx, "job.json", "events.json")  # the store goes down right after
-                return SimpleNamespace(status="succeeded", error=None, model_id=model_id)
-            return {}
+                return FinalResult(status="succeeded", model_id=model_id)
+            return placeholder_output(name)
         return SimpleNamespace(run=run)
 
     monkeypatch.setattr(workflow, "_stage_module", stage)
@@ -280,9 +280,7 @@ def test_an_outage_during_a_stage_is_waited_out_without_using_up_deliveries(serv
         def run(sc, started=None):
             if name == "publish" and outage["on"]:
                 raise StoreConnectionError("cannot reach the S3 endpoint")
-            if name == "gate":
-                return {"passed": True, "reasons": [], "policy": None}
-            return SimpleNamespace(status="succeeded", error=None, model_id="model-x") if name == "publish" else {}
+            return placeholder_output(name)
         return SimpleNamespace(run=run)
 
     monkeypatch.setattr(workflow, "_stage_module", stage)

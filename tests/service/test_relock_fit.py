@@ -27,10 +27,17 @@ from service.pipeline.publish import model_id_for
 from service.pipeline.train import TRAINED
 from service.pipeline.workflow import run_job
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
+from service.state.records import (
+    EvaluateOutput,
+    GateOutput,
+    JobRecord,
+    RelockOutput,
+    TrainOutput,
+    new_id,
+)
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-from tests.service.helpers import OPEN_GATE
+from tests.service.helpers import OPEN_GATE, placeholder_output
 from tests.service.helpers import TINY_BASE as BASE
 
 
@@ -87,9 +94,8 @@ def _run(
     ctx.records.add_job(job)
     sc = StageContext(ctx, job.id)
     ctx.store.upload_dir(models / trained, sc.key(TRAINED))
-    sc.save_output("validate", {"lock": {"base_model": BASE, "version": info.version}})
-    sc.save_output("train", {"steps": 1, "train_loss": 1.0, "validation_loss": None, "seconds": 0.0,
-                             "method": "full", "resumed_from_step": None})  # fmt: skip
+    sc.save_output(placeholder_output("validate"))
+    sc.save_output(TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="full"))
     return ctx, job, run_job(ctx, job.id)
 
 
@@ -105,13 +111,13 @@ def test_a_conditional_lock_is_fitted_and_the_fitted_lock_evaluated_and_publishe
     ctx, job, status = _run(tmp_path, models, registry_lock, "tuned")
     assert status == "succeeded", [e.message for e in ctx.records.events(job.id)]
     sc = StageContext(ctx, job.id)
-    relock, evaluate = sc.require("relock"), sc.require("evaluate")
+    relock, evaluate = sc.require(RelockOutput), sc.require(EvaluateOutput)
 
     tuned, tokenizer = load_model(models / "tuned")
     expected = calibrate_threshold(tuned, tokenizer, registry_lock)  # re-fitted on the fine-tune
     previous = registry_lock.manifest.threshold
     assert expected.threshold != pytest.approx(previous)
-    fit = relock["lock"]["fit"]
+    fit = relock.lock.fit
     assert fit["threshold"] == pytest.approx(expected.threshold)
     assert fit["previous_threshold"] == previous and fit["num_calibration"] == 8
     assert (fit["auc"], fit["true_positive_rate"], fit["false_positive_rate"]) == pytest.approx(
@@ -121,14 +127,14 @@ def test_a_conditional_lock_is_fitted_and_the_fitted_lock_evaluated_and_publishe
     assert len(fit_events) == 1
 
     stored = _stored_lock(ctx, sc.key(FITTED_LOCK))
-    assert stored.manifest.threshold == fit["threshold"] == relock["lock"]["threshold"]
+    assert stored.manifest.threshold == fit["threshold"] == relock.lock.threshold
     assert stored.manifest.threshold_fit == {k: v for k, v in fit.items() if k != "num_calibration"}
     assert all(torch.equal(stored.tensors[k], v) for k, v in registry_lock.tensors.items())
 
-    assert evaluate["relocked"] is not None and evaluate["alpha"] == relock["alpha"] == 4.0
-    assert evaluate["lock"] == {"kind": "conditional", "sha256": stored.manifest.sha256,
-                                "threshold": fit["threshold"]}  # fmt: skip
-    assert sc.require("gate")["passed"] is True
+    assert evaluate.relocked is not None and evaluate.alpha == relock.alpha == 4.0
+    assert evaluate.lock.model_dump() == {"kind": "conditional", "sha256": stored.manifest.sha256,
+                                          "threshold": fit["threshold"]}  # fmt: skip
+    assert sc.require(GateOutput).passed is True
 
     published = f"models/{job.tenant}/{model_id_for(job.id)}/safetylock"
     assert _stored_lock(ctx, published).manifest == stored.manifest
@@ -141,11 +147,11 @@ def test_a_head_bias_lock_goes_through_relock_unchanged(tmp_path, models, locks)
     ctx, job, status = _run(tmp_path, models, registry_lock, "tuned")
     assert status == "succeeded", [e.message for e in ctx.records.events(job.id)]
     sc = StageContext(ctx, job.id)
-    relock = sc.require("relock")
-    assert relock["lock"]["fit"] is None and relock["lock"]["threshold"] is None
+    relock = sc.require(RelockOutput)
+    assert relock.lock.fit is None and relock.lock.threshold is None
     stored = _stored_lock(ctx, sc.key(FITTED_LOCK))
     assert stored.manifest == registry_lock.manifest
-    assert sc.require("evaluate")["lock"] == {
+    assert sc.require(EvaluateOutput).lock.model_dump() == {
         "kind": "head_bias",
         "sha256": registry_lock.manifest.sha256,
         "threshold": None,
@@ -161,7 +167,7 @@ def test_a_fit_error_rejects_the_job_and_publishes_nothing(tmp_path, models, loc
         record.error.code == "gate_rejected" and "not finite on this model" in record.error.message
     )
     sc = StageContext(ctx, job.id)
-    gate = sc.require("gate")
-    assert gate["passed"] is False and gate["crashed_stage"] == "relock"
-    assert sc.output("relock") is None and sc.output("evaluate") is None
+    gate = sc.require(GateOutput)
+    assert gate.passed is False and gate.crashed_stage == "relock"
+    assert sc.output(RelockOutput) is None and sc.output(EvaluateOutput) is None
     assert ctx.store.list(f"models/{job.tenant}/") == []
