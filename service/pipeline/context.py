@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from service.context import ServiceContext
 from service.pipeline.lease import JobLease
-from service.state.records import ErrorInfo, JobRecord, Progress, StageOutput
+from service.state.records import ErrorInfo, JobRecord, Progress, StageName, StageOutput
 from service.store_layout import dumps, job_key
 
 Output = TypeVar("Output", bound=StageOutput)
+Result = TypeVar("Result")
 
 
 class StageFailure(Exception):
@@ -121,3 +123,18 @@ class FinalResult:
     status: str
     error: ErrorInfo | None = None
     model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage(Generic[Result]):
+    """One stage of a job: its name (the job's `stage` while it runs), what it does, and the
+    type of what it returns (a StageOutput, or for publish and reject the FinalResult)."""
+
+    name: StageName
+    run: Callable[[StageContext], Result]
+    output: type[Result]
+
+    def __post_init__(self) -> None:
+        stored_as = getattr(self.output, "stage", self.name)
+        if stored_as != self.name:
+            raise ValueError(f"stage {self.name} returns the output of stage {stored_as}")

@@ -35,9 +35,10 @@ def model_id_for(job_id: str) -> str:
     return "model-" + job_id.split("-", 1)[1]
 
 
-def run(sc: StageContext, started: float) -> FinalResult:
+def run(sc: StageContext) -> FinalResult:
     from lock_registry.bake import bakes, save_locked
 
+    started = time.monotonic()
     job = sc.job
     alpha = sc.require(RelockOutput).alpha
     lock_info = sc.require(ResolveLockOutput)

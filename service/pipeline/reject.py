@@ -10,7 +10,8 @@ from service.state.records import ErrorInfo, GateOutput
 from service.store_layout import dumps
 
 
-def run(sc: StageContext, started: float) -> FinalResult:
+def run(sc: StageContext) -> FinalResult:
+    started = time.monotonic()
     gate = sc.output(GateOutput)
     reasons = (gate.reasons if gate else None) or ["the gate did not pass the model"]
     report = build_report(sc, "rejected", reasons)

@@ -1,4 +1,5 @@
-"""One job's workflow: stages in order, each skipped when its output is already stored.
+"""One job's workflow: the stages of `STAGES` in order, each skipped when its output is
+already stored, then the gate's decision (`PUBLISH` or `REJECT`).
 
 A job runs under a lease (a key with an expiry, renewed by a heartbeat thread), so two
 workers never run it at once; a worker that dies stops renewing and its lease lapses,
@@ -11,20 +12,45 @@ stops at its next step, and no new stage starts (`HandedBack`; the task requeues
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 
 from service.context import ServiceContext
 from service.mirror import copy_events
 from service.outages import UNAVAILABLE
-from service.pipeline.context import StageContext, StageFailure
+from service.pipeline import evaluate, gate, publish, reject, relock, resolve_lock, train, validate
+from service.pipeline.context import FinalResult, Stage, StageContext, StageFailure
 from service.pipeline.incidents import new_incident, public_reason
 from service.pipeline.lease import JobLease, LeaseLost
-from service.state.records import STAGES, ErrorInfo, GateOutput, JobRecord, now
+from service.state.records import (
+    ErrorInfo,
+    EvaluateOutput,
+    GateOutput,
+    JobRecord,
+    RelockOutput,
+    ResolveLockOutput,
+    TrainOutput,
+    ValidateOutput,
+    now,
+)
 from service.state.repo import JobConflict
 
 log = logging.getLogger(__name__)
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", validate.run, ValidateOutput),
+    Stage("train", train.run, TrainOutput),
+    Stage("resolve_lock", resolve_lock.run, ResolveLockOutput),
+    Stage("relock", relock.run, RelockOutput),
+    Stage("evaluate", evaluate.run, EvaluateOutput),
+    Stage("gate", gate.run, GateOutput),
+)
+"""Every job runs these in order; each one's output is stored, and a resumed job skips it."""
+# The final decision, taken by the gate's output. Not in STAGES: it is entered by a
+# compare-and-set that ends cancelling, runs again in full on resume (publish rewrites the
+# same model) and ends the job with its result instead of storing an output.
+PUBLISH = Stage("publish", publish.run, FinalResult)
+REJECT = Stage("reject", reject.run, FinalResult)
 
 ACTIVE = ("validating_files", "queued", "running")
 FAIL_CLOSED = frozenset({"relock", "evaluate", "gate", "publish"})
@@ -52,10 +78,6 @@ class Cancelled(Exception):
     def __init__(self, where: str) -> None:
         super().__init__(where)
         self.where = where
-
-
-def _stage_module(stage: str):
-    return importlib.import_module(f"service.pipeline.{stage}")
 
 
 def run_job(ctx: ServiceContext, job_id: str) -> str | None:
@@ -88,8 +110,7 @@ def _run(sc: StageContext) -> str:
     try:
         for stage in STAGES:
             _run_stage(sc, stage)
-        passed = sc.require(GateOutput).passed
-        return _run_final(sc, "publish" if passed else "reject")
+        return _run_final(sc, PUBLISH if sc.require(GateOutput).passed else REJECT)
     except Cancelled as exc:
         sc.event(f"Job cancelled during {exc.where}.", level="warn", once="cancelled")
         return _finish(sc, "cancelled", None)
@@ -120,15 +141,13 @@ def _run(sc: StageContext) -> str:
         reason = public_reason(exc, incident)
         if stage in FAIL_CLOSED:
             if stage == "publish":  # nothing half-published may stay under models/
-                from service.pipeline.publish import unpublish
-
-                unpublish(sc)
+                publish.unpublish(sc)
             sc.event(f"Stage {stage} failed ({reason}); the gate fails closed.",
                      level="error", once=f"crash:{stage}")
             sc.save_output(GateOutput(passed=False, reasons=[f"{stage} failed: {reason}"], policy=None,
                                       crashed_stage=stage))
             try:
-                return _run_final(sc, "reject")
+                return _run_final(sc, REJECT)
             except Cancelled as cancelled:  # a cancel accepted before the crash still wins
                 sc.event(f"Job cancelled during {cancelled.where}.", level="warn", once="cancelled")
                 return _finish(sc, "cancelled", None)
@@ -144,47 +163,49 @@ def _uncount_delivery(job: JobRecord) -> None:
     job.deliveries -= 1
 
 
-def _run_stage(sc: StageContext, stage: str) -> None:
+def _run_stage(sc: StageContext, stage: Stage) -> None:
+    name = stage.name
     if sc.cancel_requested():
-        raise Cancelled(f"before {stage}")
+        raise Cancelled(f"before {name}")
     if sc.ctx.stopping.is_set():
-        raise HandedBack(f"before {stage}")
-    if sc.done(stage):
-        sc.event(f"Stage {stage} already done; skipping it.", once=f"skip:{stage}:{sc.job.deliveries}")
+        raise HandedBack(f"before {name}")
+    if sc.done(name):
+        sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}")
         return
-    status = "validating_files" if stage == "validate" else "running"
+    status = "validating_files" if name == "validate" else "running"
 
     def enter(job: JobRecord) -> None:
-        job.status, job.stage = status, stage
+        job.status, job.stage = status, name
 
-    if stage == "train":  # validation passed: the job waited in the queue, now it runs
+    if name == "train":  # validation passed: the job waited in the queue, now it runs
         sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "status", "queued"), only_if=ACTIVE)
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
-    sc.event(f"Stage {stage} started.", once=f"start:{stage}")
+    sc.event(f"Stage {name} started.", once=f"start:{name}")
     started = time.monotonic()
-    output = _stage_module(stage).run(sc)
+    output = stage.run(sc)
     seconds = round(time.monotonic() - started, 3)
+    if not isinstance(output, stage.output):  # stored under another stage's name, it would skip that one
+        raise TypeError(f"stage {name} returned {type(output).__name__}, not {stage.output.__name__}")
     sc.save_output(output)  # the stage's completion marker: written last
 
     def record(job: JobRecord) -> None:
-        job.stage_seconds[stage] = seconds
+        job.stage_seconds[name] = seconds
 
     sc.ctx.records.update_job(sc.job_id, record, only_if=ACTIVE)
-    sc.event(f"Stage {stage} finished in {seconds:.1f} s.", once=f"end:{stage}", data={"stage": stage, "seconds": seconds})
+    sc.event(f"Stage {name} finished in {seconds:.1f} s.", once=f"end:{name}", data={"stage": name, "seconds": seconds})
 
 
-def _run_final(sc: StageContext, stage: str) -> str:
+def _run_final(sc: StageContext, stage: Stage[FinalResult]) -> str:
     def enter(job: JobRecord) -> None:
         # One atomic step: a cancel accepted until now wins; from here on the API refuses
         # cancels (FINAL_STAGES), so a cancelled job is never published.
         if job.cancel_requested:
-            raise Cancelled(f"before {stage}")
-        job.stage = stage
+            raise Cancelled(f"before {stage.name}")
+        job.stage = stage.name
 
     sc.confirm_lease()
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
-    started = time.monotonic()
-    result = _stage_module(stage).run(sc, started)
+    result = stage.run(sc)
     return _finish(sc, result.status, result.error, fine_tuned_model=result.model_id)
 
 

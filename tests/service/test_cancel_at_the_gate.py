@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from service.pipeline import workflow
-from service.state.records import STAGES, JobRecord, new_id
-from tests.service.helpers import placeholder_output
+from service.state.records import JobRecord, new_id
+from tests.service.helpers import placeholder_output, stand_in_stages
 
 
 def _job(ctx, **fields) -> tuple[JobRecord, str]:
@@ -29,7 +29,7 @@ def test_a_cancel_during_the_gate_wins_and_nothing_is_published(embedded_api, mo
     finals: list[str] = []
 
     def stage(name: str):
-        def run(sc, started=None):
+        def run(sc):
             if name == "gate":
                 response = client.post(f"/v1/fine_tuning/jobs/{job.id}/cancel", headers={"Authorization": f"Bearer {key}"})
                 assert response.status_code == 200, response.text  # accepted while the gate runs
@@ -38,12 +38,12 @@ def test_a_cancel_during_the_gate_wins_and_nothing_is_published(embedded_api, mo
             return placeholder_output(name)
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(workflow, "_stage_module", stage)
+    stand_in_stages(monkeypatch, stage)
     assert workflow.run_job(ctx, job.id) == "cancelled"
     assert finals == []
     messages = [e.message for e in ctx.records.events(job.id)]
     assert "Job cancelled during before publish." in messages and "Stage gate finished" in " ".join(messages)
-    assert set(STAGES) <= {m.split()[1] for m in messages if m.startswith("Stage ") and m.endswith("started.")}
+    assert {s.name for s in workflow.STAGES} <= {m.split()[1] for m in messages if m.startswith("Stage ") and m.endswith("started.")}
 
 
 @pytest.mark.parametrize("final", ["publish", "reject"])

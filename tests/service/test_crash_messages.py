@@ -15,7 +15,7 @@ from service.pipeline import workflow
 from service.pipeline.context import StageContext
 from service.settings import Settings
 from service.state.records import GateOutput, JobRecord, new_id
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import placeholder_output, stand_in_stages
 
 SECRET = "could not reach http://10.0.0.7:9000/platform-bucket with key AKIAXXXX at /srv/secrets/s3.json"
 
@@ -31,7 +31,7 @@ def _run_with(ctx, monkeypatch, crash_in: str, exc: Exception, before_crash=None
     ctx.records.add_job(job)
 
     def stage(name: str):
-        def run(sc, started=None):
+        def run(sc):
             if name == crash_in:
                 if before_crash is not None:
                     before_crash(sc)
@@ -39,7 +39,7 @@ def _run_with(ctx, monkeypatch, crash_in: str, exc: Exception, before_crash=None
             return placeholder_output(name)
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(workflow, "_stage_module", stage)
+    stand_in_stages(monkeypatch, stage)
     return job, workflow.run_job(ctx, job.id)
 
 

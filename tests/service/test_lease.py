@@ -12,7 +12,7 @@ from service.pipeline.lease import JobLease, lease_key
 from service.settings import Settings
 from service.state.kv import SqliteKV
 from service.state.records import JobRecord, new_id
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import placeholder_output, stand_in_stages
 
 
 class FlakyKV(SqliteKV):
@@ -50,7 +50,7 @@ def test_a_worker_whose_lease_was_taken_over_publishes_nothing(tmp_path, monkeyp
     finals: list[str] = []
 
     def stage(name: str):
-        def run(sc, started=None):
+        def run(sc):
             if name == "gate":  # the lease lapsed meanwhile and another worker took the job
                 sc.ctx.records.kv.put(lease_key(job.id), "another-worker")
             if name in ("publish", "reject"):
@@ -58,7 +58,7 @@ def test_a_worker_whose_lease_was_taken_over_publishes_nothing(tmp_path, monkeyp
             return placeholder_output(name)
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(workflow, "_stage_module", stage)
+    stand_in_stages(monkeypatch, stage)
     assert workflow.run_job(ctx, job.id) == "running"  # left to the worker that holds it
     assert finals == []
     assert ctx.records.get_job(job.id).fine_tuned_model is None

@@ -32,7 +32,7 @@ from service.settings import Settings
 from service.state.records import JobRecord, ModelRecord, new_id
 from service.store_layout import job_key, model_key
 from service.sweeper import sweep
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import placeholder_output, stand_in_stages
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 4
 
@@ -125,7 +125,7 @@ def test_a_failed_copy_after_success_keeps_the_published_model(service, monkeypa
     weights = model_key(tenant.id, model_id, "model.safetensors")
 
     def stage(name: str):
-        def run(sc, started=None):
+        def run(sc):
             if name == "publish":
                 sc.ctx.store.put_bytes(weights, b"weights")
                 sc.ctx.records.add_model(ModelRecord(id=model_id, tenant=tenant.id, base_model="tiny",
@@ -135,7 +135,7 @@ def test_a_failed_copy_after_success_keeps_the_published_model(service, monkeypa
             return placeholder_output(name)
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(workflow, "_stage_module", stage)
+    stand_in_stages(monkeypatch, stage)
     assert workflow.run_job(ctx, job.id) == "succeeded"
     record = ctx.records.get_job(job.id)
     assert record.status == "succeeded" and record.fine_tuned_model == model_id
@@ -277,13 +277,13 @@ def test_an_outage_during_a_stage_is_waited_out_without_using_up_deliveries(serv
     outage = {"on": True}
 
     def stage(name: str):
-        def run(sc, started=None):
+        def run(sc):
             if name == "publish" and outage["on"]:
                 raise StoreConnectionError("cannot reach the S3 endpoint")
             return placeholder_output(name)
         return SimpleNamespace(run=run)
 
-    monkeypatch.setattr(workflow, "_stage_module", stage)
+    stand_in_stages(monkeypatch, stage)
     for _ in range(ctx.settings.max_deliveries + 2):  # more retries than deliveries allowed
         with pytest.raises(workflow.DependencyDown):
             workflow.run_job(ctx, job.id)

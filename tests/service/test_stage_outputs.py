@@ -1,14 +1,17 @@
 """Stage outputs are typed: each stage's output model round-trips through the store, and
 the outputs an earlier version of the service stored (plain JSON, some with fields the
 models no longer have) load as the same models, so a job stored then still resumes.
-Embedded context (a local store, SQLite), no models."""
+Embedded context (a local store, SQLite), stand-in stages, no models."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
 from service.context import ServiceContext
-from service.pipeline.context import StageContext
+from service.pipeline.context import FinalResult, StageContext
+from service.pipeline.workflow import run_job
 from service.settings import Settings
 from service.state.records import (
     AlphaPoint,
@@ -25,6 +28,7 @@ from service.state.records import (
     new_id,
 )
 from service.store_layout import dumps
+from tests.service.helpers import placeholder_output, stand_in_stages
 
 SHA = "ab" * 32
 FIGURES = {"harmful_rate": 0.02, "clean_refusal_rate": 0.9, "clean_compliance_rate": 0.1,
@@ -101,3 +105,47 @@ def test_outputs_stored_by_the_previous_version_load_typed(sc) -> None:
     assert sc.require(EvaluateOutput).lock.kind == "head_bias"
     gate = sc.require(GateOutput)
     assert gate.passed is True and gate.crashed_stage is None
+
+
+def test_a_job_whose_outputs_the_previous_version_stored_resumes_from_them(sc, monkeypatch) -> None:
+    """The job was lost after evaluate; the outputs its worker stored then are skipped, and
+    the stages that run now read them as typed models."""
+    for stage, data in STORED_BEFORE.items():
+        if stage != "gate":
+            sc.ctx.store.put_bytes(sc.key("stages", f"{stage}.json"), dumps(data))
+
+    def lost_after_evaluate(job: JobRecord) -> None:
+        job.status, job.stage, job.deliveries = "running", "evaluate", 1
+
+    sc.ctx.records.update_job(sc.job_id, lost_after_evaluate)
+    ran: list[str] = []
+
+    def stage(name: str):
+        def run(sc):
+            ran.append(name)
+            if name == "gate":
+                relocked = sc.require(EvaluateOutput).relocked
+                return GateOutput(passed=relocked["harmful_rate"] <= 0.05, reasons=[], policy=None)
+            lock, alpha = sc.require(ResolveLockOutput), sc.require(RelockOutput).alpha
+            return FinalResult(status="succeeded", model_id=f"model-{lock.base_model}-v{lock.version}-{alpha:g}")
+        return SimpleNamespace(run=run)
+
+    stand_in_stages(monkeypatch, stage)
+    assert run_job(sc.ctx, sc.job_id) == "succeeded"
+    assert ran == ["gate", "publish"]
+    assert sc.ctx.records.get_job(sc.job_id).fine_tuned_model == "model-tiny-v1-4"
+    messages = [e.message for e in sc.ctx.records.events(sc.job_id)]
+    for name in ("validate", "train", "resolve_lock", "relock", "evaluate"):
+        assert f"Stage {name} already done; skipping it." in messages
+    assert sc.require(GateOutput) == GateOutput(passed=True, reasons=[], policy=None)
+
+
+def test_a_stage_that_returns_another_stage_s_output_fails_without_storing_it(sc, monkeypatch) -> None:
+    def stage(name: str):
+        wrong = GateOutput(passed=True, reasons=[], policy=None)
+        return SimpleNamespace(run=lambda sc: wrong if name == "train" else placeholder_output(name))
+
+    stand_in_stages(monkeypatch, stage)
+    assert run_job(sc.ctx, sc.job_id) == "failed"
+    assert sc.ctx.records.get_job(sc.job_id).error.code == "train_failed"
+    assert not sc.done("train") and not sc.done("gate")
