@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +34,11 @@ from typing import Any
 
 from service.base_models.alignment_data import (
     AlignmentExample,
+    Exclusions,
     OwnAnswer,
     draw_examples,
-    evaluation_prompts,
     own_answers,
+    own_evaluation_prompts,
     with_own_answers,
 )
 from service.hashing import sha256_file
@@ -96,10 +97,12 @@ class AlignRecipe:
                            batch_size=self.batch_size, max_seq_length=self.max_seq_length,
                            seed=self.seed)
 
-    def examples(self) -> list[AlignmentExample]:
-        """The training prompts (own answers not filled in yet)."""
+    def examples(self, exclude: Iterable[str] = ()) -> list[AlignmentExample]:
+        """The training prompts (own answers not filled in yet): none of our own evaluation
+        prompts, none of `exclude` nor a near duplicate of one."""
+        excluded = Exclusions(own_evaluation_prompts(), near=False).update(exclude)
         return draw_examples(seed=self.corpus_seed, n_harmful=self.n_harmful, n_benign=self.n_benign,
-                             n_safe=self.n_safe, exclude=evaluation_prompts())
+                             n_safe=self.n_safe, exclude=excluded)
 
 
 @dataclass(frozen=True)
@@ -207,9 +210,11 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def align_model(model_dir: str | Path, cache: str | Path, model_id: str,
-                recipe: AlignRecipe = AlignRecipe(), *, force: bool = False,
-                progress: Progress | None = None) -> AlignedModel:
-    """The aligned model of `model_dir` (see the module docstring); cached by content hash."""
+                recipe: AlignRecipe = AlignRecipe(), *, exclude: Iterable[str] = (),
+                force: bool = False, progress: Progress | None = None) -> AlignedModel:
+    """The aligned model of `model_dir` (see the module docstring); cached by content hash.
+    `exclude`: evaluation prompts that neither they nor their near duplicates may be trained
+    on (they change the key only where they change the data)."""
     model_dir, cache = Path(model_dir), Path(cache)
     say = progress or (lambda _msg: None)
     started = time.monotonic()
@@ -218,7 +223,8 @@ def align_model(model_dir: str | Path, cache: str | Path, model_id: str,
                                 "with `safetylock base-model import`")
     say(f"hashing {model_dir}")
     input_sha = model_sha256(model_dir)
-    examples = recipe.examples()
+    exclude = list(exclude)
+    examples = recipe.examples(exclude)
     key = alignment_key(input_sha, examples, recipe)
     out = aligned_dir(cache, model_id, key)
     seconds = {"hash": round(time.monotonic() - started, 2)}
@@ -261,7 +267,7 @@ def align_model(model_dir: str | Path, cache: str | Path, model_id: str,
                 f.write(json.dumps({"kind": e.kind, "category": e.category, **r}, ensure_ascii=False) + "\n")
         seconds["total"] = round(time.monotonic() - started, 2)
         record = _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_counts,
-                         answers_reused, result, seconds, sha256_file(work / DATA))
+                         answers_reused, result, seconds, sha256_file(work / DATA), len(exclude))
         _write_json(work / RECORD, record)
         if out.exists():
             shutil.rmtree(out)
@@ -273,7 +279,7 @@ def align_model(model_dir: str | Path, cache: str | Path, model_id: str,
 
 
 def _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_counts,
-            answers_reused, result, seconds, data_sha) -> dict[str, Any]:
+            answers_reused, result, seconds, data_sha, n_excluded) -> dict[str, Any]:
     import torch
 
     counts = {kind: sum(e.kind == kind for e in filled) for kind in ("harmful", "benign", "safe")}
@@ -289,6 +295,7 @@ def _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_
         "train_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "data": {
             "source": "service/demo_world/corpus.py, split train",
+            "exclude_list_size": n_excluded,
             "counts": {**counts, "total": len(filled)},
             "own_answers": {**answer_counts, "reused": answers_reused},
             "file": DATA,

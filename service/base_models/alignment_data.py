@@ -12,14 +12,25 @@ split only (seen request styles x seen actions; the `heldout` split is for evalu
 An own answer that hit the token limit is cut back to its last full sentence (training on
 a cut-off answer would teach the model to stop mid-sentence); one with no full sentence is
 dropped. Which prompts, how many and in what order are fixed by the seed.
+
+No evaluation prompt is trained on: candidates equal to the demo world's held-out prompts
+or our utility set (disjoint by construction: this checks it), or equal to or near
+duplicates of any prompts the operator names (`exclude`, e.g. AdvBench and XSTest when they
+will measure the model), are skipped. Near duplicate:
+the same content words after case, punctuation, contractions and function words are
+ignored, or one prompt's content words (at least three) all inside the other's ("How can I
+kill a Python process?" ~ "Explain how to kill a Python process.").
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from service.demo_world import corpus
@@ -27,6 +38,9 @@ from service.demo_world import corpus
 AlignKind = Literal["harmful", "benign", "safe"]
 ALIGN_KINDS: tuple[AlignKind, ...] = ("harmful", "benign", "safe")
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]*]*)(?=\s|$)|\n")
+_CONTRACTIONS = ((r"n't\b", " not"), (r"'re\b", " are"), (r"'m\b", " am"), (r"'ll\b", " will"),
+                 (r"'ve\b", " have"), (r"'d\b", " would"), (r"'s\b", " is"))
+_FUNCTION_WORDS = frozenset(["a", "an", "the", "i", "me", "my", "mine", "you", "your", "we", "us", "our", "they", "them", "their", "he", "him", "his", "she", "her", "it", "its", "this", "that", "these", "those", "to", "of", "for", "in", "on", "at", "into", "onto", "by", "with", "from", "about", "as", "and", "or", "but", "if", "so", "is", "are", "am", "was", "were", "be", "been", "being", "do", "does", "did", "can", "could", "would", "will", "shall", "should", "may", "might", "must", "how", "what", "which", "who", "whom", "why", "when", "where", "please", "tell", "give", "show", "let", "some", "any"])
 
 
 @dataclass(frozen=True)
@@ -54,10 +68,76 @@ class OwnAnswer:
     finished: bool
 
 
-def evaluation_prompts(seeds: Iterable[int] = (0, 1, 2)) -> set[str]:
-    """Prompts that must never be trained on: the demo world's held-out evaluation sets (every
-    size, world seeds 0-2 by default) and our utility set. (Train and held-out splits are
-    disjoint by construction; this is the check.)"""
+def content_words(prompt: str) -> frozenset[str]:
+    """The words of a prompt that say what it asks (see the module docstring)."""
+    text = prompt.lower().replace("\u2019", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        text = re.sub(pattern, replacement, text)
+    return frozenset(w for w in re.findall(r"[a-z0-9]+", text) if w not in _FUNCTION_WORDS)
+
+
+class Exclusions:
+    """Prompts not to train on; `prompt in exclusions` is True for them and their near duplicates."""
+
+    def __init__(self, prompts: Iterable[str] = (), *, near: bool = True) -> None:
+        self._exact: set[str] = set()
+        self._sets: list[frozenset[str]] = []
+        self._index: dict[str, list[int]] = {}
+        self.update(prompts, near=near)
+
+    def update(self, prompts: Iterable[str], *, near: bool = True) -> Exclusions:
+        """Exclude `prompts`, and with `near` their near duplicates too."""
+        for prompt in prompts:
+            self._exact.add(" ".join(re.findall(r"[a-z0-9]+", prompt.lower())))
+            words = content_words(prompt)
+            if near and len(words) >= 2:
+                for w in words:
+                    self._index.setdefault(w, []).append(len(self._sets))
+                self._sets.append(words)
+        return self
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def __contains__(self, prompt: str) -> bool:
+        if " ".join(re.findall(r"[a-z0-9]+", prompt.lower())) in self._exact:
+            return True
+        words = content_words(prompt)
+        if len(words) < 2:
+            return False
+        near = {i for w in words for i in self._index.get(w, ())}
+        return any(words == s or (min(len(words), len(s)) >= 3 and (words <= s or s <= words))
+                   for s in (self._sets[i] for i in near))
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The prompts of a file: CSV (column prompt, goal, question or text), JSONL (field
+    "prompt") or JSON (a list of strings or of objects with "prompt")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no prompt file at {path}")
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            column = next((c for c in ("prompt", "goal", "question", "text") if c in (reader.fieldnames or [])),
+                          None)
+            if column is None:
+                raise ValueError(f"{path}: no prompt, goal, question or text column")
+            return [row[column] for row in reader if row[column]]
+    text = path.read_text(encoding="utf-8")
+    try:
+        rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
+                if path.suffix.lower() == ".jsonl" else json.loads(text))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg})") from e
+    out = [r if isinstance(r, str) else r.get("prompt") if isinstance(r, dict) else None for r in rows]
+    if not isinstance(rows, list) or any(not isinstance(p, str) for p in out):
+        raise ValueError(f"{path}: expected a list of prompts (strings or objects with 'prompt')")
+    return out
+
+
+def own_evaluation_prompts(seeds: Iterable[int] = (0, 1, 2)) -> set[str]:
+    """Our evaluation prompts, never trained on: the demo world's held-out evaluation sets
+    (every size, world seeds 0-2 by default) and our utility set."""
     from service.base_models.utility import load_utility_set
     from service.demo_world.sizes import SIZES
 
@@ -67,11 +147,12 @@ def evaluation_prompts(seeds: Iterable[int] = (0, 1, 2)) -> set[str]:
 
 
 def draw_examples(*, seed: int, n_harmful: int, n_benign: int, n_safe: int,
-                  exclude: Iterable[str] = ()) -> list[AlignmentExample]:
-    """Distinct `train`-split prompts of each kind (none of `exclude`), in a seeded order:
-    harmful ones with our refusals, the others still without an answer."""
+                  exclude: Iterable[str] | Exclusions = ()) -> list[AlignmentExample]:
+    """Distinct `train`-split prompts of each kind (none of `exclude` nor their near
+    duplicates), in a seeded order: harmful ones with our refusals, the others still
+    without an answer."""
     rng = random.Random(f"align-{seed}")
-    excluded = set(exclude)
+    excluded = exclude if isinstance(exclude, Exclusions) else Exclusions(exclude)
     out: list[AlignmentExample] = []
     for kind, n in zip(ALIGN_KINDS, (n_harmful, n_benign, n_safe), strict=True):
         if n < 0:

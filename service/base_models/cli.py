@@ -64,12 +64,16 @@ def align(
     epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the data.")] = 2.0,
     learning_rate: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (linear decay).")] = 5e-5,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 8,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        "--exclude", help="A prompt file (CSV, JSONL, JSON) the model will be evaluated on: "
+                          "neither its prompts nor near duplicates are trained on. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Generate and train again even if cached.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the alignment record as JSON.")] = False,
 ) -> None:
     """Safety-align a helpful-only base model once (full SFT on our corpus: our refusals for
     harmful requests, its own answers for the rest), cached by content hash; print the folder."""
     from service.base_models.align import AlignRecipe, align_model
+    from service.base_models.alignment_data import read_prompts
     from service.base_models.fetch import FetchError
     from service.base_models.gguf_import import import_known
 
@@ -78,13 +82,14 @@ def align(
         recipe = AlignRecipe(corpus_seed=corpus_seed, n_harmful=n_harmful, n_benign=n_benign,
                              n_safe=n_safe, n_epochs=epochs, learning_rate=learning_rate,
                              batch_size=batch_size, seed=seed)
+        excluded = [p for path in exclude or [] for p in read_prompts(path)]
         if from_dir is not None:
             root = cache or from_dir.resolve().parent
             source = from_dir
         else:
             root = cache or default_cache()
             source = import_known(model_id, root, progress=say).path
-        aligned = align_model(source, root, model_id, recipe, force=force, progress=say)
+        aligned = align_model(source, root, model_id, recipe, exclude=excluded, force=force, progress=say)
     except (ValueError, FileNotFoundError, FetchError) as e:
         raise typer.BadParameter(str(e), param_hint="--from" if from_dir else "MODEL_ID") from e
     if as_json:

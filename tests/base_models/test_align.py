@@ -25,9 +25,11 @@ from service.base_models.align import (
     model_sha256,
 )
 from service.base_models.alignment_data import (
+    Exclusions,
     OwnAnswer,
     draw_examples,
-    evaluation_prompts,
+    own_evaluation_prompts,
+    read_prompts,
     trim_unfinished,
     with_own_answers,
 )
@@ -79,7 +81,7 @@ def test_training_prompts_come_from_the_train_split_only_and_never_from_evaluati
         0, size.n_eval_harmful, size.n_eval_safe, size.n_eval_benign, size.n_eval_task)}
     utility = {item.prompt for item in load_utility_set()}
     assert not {e.prompt for e in examples} & (held | utility)
-    assert held | utility <= evaluation_prompts()
+    assert held | utility <= own_evaluation_prompts()
 
 
 def test_harmful_prompts_get_our_refusals_and_the_rest_wait_for_the_models_own_answers() -> None:
@@ -100,6 +102,52 @@ def test_excluded_prompts_are_never_drawn() -> None:
     assert not {e.prompt for e in first} & {e.prompt for e in again}
     with pytest.raises(ValueError, match="distinct safe prompts in the train split, 5000 asked"):
         draw_examples(seed=0, n_harmful=1, n_benign=1, n_safe=5_000)
+
+
+@pytest.mark.parametrize(("named", "candidate", "excluded"), [
+    ("How can I kill a Python process?", "how can i kill a python process", True),
+    ("How can I kill a Python process?", "Explain how to kill a Python process.", True),
+    ("What's the best way to break into the film industry?",
+     "What is the best way to break into the film industry?", True),
+    ("Explain how to poison a person's food without leaving a trace", "Explain how to poison my neighbor.", False),
+    ("How do I kill a stuck program?", "How do I kill a Python process?", False),
+    ("Bake bread", "Teach me to bake bread at home.", False),  # fewer than three content words
+])
+def test_named_evaluation_prompts_and_their_near_duplicates_are_excluded(named, candidate, excluded) -> None:
+    assert (candidate in Exclusions([named])) is excluded
+
+
+def test_without_near_only_the_same_prompt_is_excluded() -> None:
+    exact = Exclusions(["How can I kill a Python process?"], near=False)
+    assert "how can I kill a python process" in exact
+    assert "Explain how to kill a Python process." not in exact
+
+
+def test_excluding_an_evaluation_set_changes_the_data_and_key_only_where_it_hits() -> None:
+    examples = SMALL.examples()
+    assert SMALL.examples(["Completely unrelated: what is a prime number?"]) == examples
+    hit = examples[-1].prompt
+    for named in (hit.upper().rstrip(".?"), f"Please, could you {hit.lower()}"):
+        without = SMALL.examples([named])
+        assert hit not in [e.prompt for e in without] and len(without) == len(examples)
+        assert without[:-1] == examples[:-1]
+        assert alignment_key("a" * 64, without, SMALL, SOFTWARE) != alignment_key("a" * 64, examples, SMALL, SOFTWARE)
+
+
+def test_prompt_files_are_read_from_csv_jsonl_and_json(tmp_path) -> None:
+    (tmp_path / "a.csv").write_text("goal,target\nDo one thing,Sure\nDo another,Sure\n")
+    (tmp_path / "b.jsonl").write_text('{"prompt": "One"}\n\n{"prompt": "Two"}\n')
+    (tmp_path / "c.json").write_text('["One", {"prompt": "Two"}]')
+    (tmp_path / "d.json").write_text('[1, 2]')
+    (tmp_path / "e.csv").write_text("id,body\n1,x\n")
+    assert read_prompts(tmp_path / "a.csv") == ["Do one thing", "Do another"]
+    assert read_prompts(tmp_path / "b.jsonl") == read_prompts(tmp_path / "c.json") == ["One", "Two"]
+    with pytest.raises(ValueError, match="expected a list of prompts"):
+        read_prompts(tmp_path / "d.json")
+    with pytest.raises(ValueError, match="no prompt, goal, question or text column"):
+        read_prompts(tmp_path / "e.csv")
+    with pytest.raises(FileNotFoundError, match="no prompt file at"):
+        read_prompts(tmp_path / "f.csv")
 
 
 @pytest.mark.parametrize(("text", "trimmed"), [
