@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     max_active_jobs_per_tenant: int = Field(
         8, ge=1, description="Most unfinished jobs one tenant may have; one more is refused with 429 and Retry-After."
     )
+    lock_lookup_seconds: float = Field(
+        10.0, ge=0, description="How long an API process reuses a base model's lock lookup for new jobs, in seconds "
+        "(0 = look it up on every create)."
+    )
     max_steps: int | None = Field(None, description="Cap on optimiser steps per job (None = epochs decide).")
     checkpoint_steps: int = Field(
         50, ge=0, description="Copy a training checkpoint to the store every this many steps (0 = never)."

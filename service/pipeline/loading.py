@@ -1,10 +1,11 @@
 """Loading what relock, evaluate and publish need: models, the locks, the evaluation prompt sets.
 
-The registry's lock (`job_lock`) is what relock starts from; relock fits it to the job's
-fine-tuned model (`fit_to_model`: a conditional lock's threshold is re-fitted, other kinds
-pass unchanged) and stores the result under `jobs/.../relock/lock/` (`store_fitted_lock`);
-evaluate and publish apply that stored lock (`fitted_lock`), verified against the sha256
-of its manifest that relock recorded and the sha256 of its tensors that the manifest holds.
+The registry's lock pinned for the job (`job_lock`: its sha256 must be the pinned one) is
+what relock starts from; relock fits it to the job's fine-tuned model (`fit_to_model`: a
+conditional lock's threshold is re-fitted, other kinds pass unchanged) and stores the
+result under `jobs/.../relock/lock/` (`store_fitted_lock`); evaluate and publish apply that
+stored lock (`fitted_lock`), verified against the sha256 of its manifest that relock
+recorded and the sha256 of its tensors that the manifest holds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.pipeline.context import StageContext, StageFailure
-from service.pipeline.resolve_lock import load_lock
+from service.pipeline.resolve_lock import load_pinned_lock
 from service.pipeline.train import TRAINED
 from service.pipeline.validate import load_records
 from service.state.records import AppliedLock, Figures, FittedLock, RelockOutput, ResolveLockOutput
@@ -40,8 +41,8 @@ def base_model_path(sc: StageContext) -> str:
 
 
 def job_lock(sc: StageContext) -> Any:
-    info = sc.require(ResolveLockOutput)
-    return load_lock(sc.ctx.registry, info.base_model, info.version)
+    """The registry's lock pinned for this job, verified (`resolve_lock.load_pinned_lock`)."""
+    return load_pinned_lock(sc.ctx.registry, sc.require(ResolveLockOutput))
 
 
 FITTED_LOCK = "relock/lock"  # under the job's key: the lock relock fitted to this job's model

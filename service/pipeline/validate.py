@@ -1,5 +1,6 @@
-"""validate: the training (and validation) file again, as the SDK checks it, plus tokens,
-integrity and the base model's lock. Nothing is trained when this fails."""
+"""validate: the training (and validation) file again, as the SDK checks it, plus tokens
+and integrity. Nothing is trained when this fails. (The base model's lock was found and
+pinned by the API's create; resolve_lock checks it.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 
 from sdk.validation import validate_training_bytes
 from service.pipeline.context import StageContext, StageFailure
-from service.pipeline.resolve_lock import LockNotFound, find_lock
 from service.state.records import FileStats, ValidateOutput
 from service.store_layout import file_key
 
@@ -54,10 +54,6 @@ def run(sc: StageContext) -> ValidateOutput:
     job = sc.job
     if job.model not in sc.settings.base_models:
         raise StageFailure("model_not_found", f"Unknown base model {job.model!r}.", "model")
-    try:
-        find_lock(sc.ctx.registry, job.model, job.lock_version)
-    except LockNotFound as exc:
-        raise StageFailure("lock_not_found", str(exc), "model") from exc
     stats: dict[str, FileStats] = {}
     for param in ("training_file", "validation_file"):
         file_id = getattr(job, param)

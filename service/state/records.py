@@ -99,6 +99,19 @@ class FileRecord(BaseModel):
         return {"object": "file", **self.model_dump(exclude={"tenant", "sha256"})}
 
 
+class PinnedLock(BaseModel):
+    """The registry lock a job uses, pinned by the API when it stores the job: the job keeps
+    it when the `production` alias moves, and the worker refuses a lock of another sha256."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_model: str
+    version: int
+    sha256: str | None = Field(
+        None, description="sha256 of the lock's tensors; None in a record stored before create pinned it."
+    )
+
+
 class JobRecord(BaseModel):
     id: str
     tenant: str
@@ -115,7 +128,8 @@ class JobRecord(BaseModel):
     suffix: str | None = None
     gate_policy: dict[str, float] = Field(default_factory=dict)
     lock_version: int | None = None
-    lock: dict[str, Any] | None = None
+    lock: PinnedLock | None = None
+    """Pinned by create (older records: by resolve_lock); `public()` shows its base model and version."""
     progress: Progress | None = None
     error: ErrorInfo | None = None
     cancel_requested: bool = False
@@ -130,6 +144,7 @@ class JobRecord(BaseModel):
 
     def public(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"tenant", "cancel_requested", "deliveries", "dispatched_at", "lock_version", "stage_seconds"})
+        data["lock"] = self.lock.model_dump(include={"base_model", "version"}) if self.lock else None
         return {"object": "fine_tuning.job", **data}
 
 

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Context, Dispatch, Tenant, checked_id
 from service.api.errors import APIError, not_found
+from service.api.lock_lookup import LockNotFound, find_lock
 from service.api.pagination import page, page_of_ids
 from service.pipeline.gate import GatePolicy
-from service.pipeline.resolve_lock import LockNotFound, find_lock
 from service.state.records import (
     FINAL_STAGES,
     EventRecord,
@@ -91,10 +91,10 @@ def create(
     except ValueError as exc:
         raise APIError(400, "invalid_gate_policy", str(exc), "gate_policy") from exc
     try:
-        find_lock(ctx.registry, body.model, body.lock_version)
+        lock = find_lock(ctx.registry, body.model, body.lock_version, ttl=ctx.settings.lock_lookup_seconds)
     except LockNotFound as exc:
         raise APIError(400, "lock_not_found", str(exc), "lock_version" if body.lock_version else "model") from exc
-    job = JobRecord(id=job_id, tenant=tenant.id, dispatched_at=time.time(), **body.model_dump())
+    job = JobRecord(id=job_id, tenant=tenant.id, dispatched_at=time.time(), lock=lock, **body.model_dump())
     try:
         ctx.records.add_job_within_cap(job, ctx.settings.max_active_jobs_per_tenant)
     except TooManyActiveJobs as exc:
