@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from service.base_models.alignment_data import (
+    DATA_RULES,
     AlignmentExample,
     Exclusions,
     OwnAnswer,
@@ -151,6 +152,7 @@ def alignment_key(input_sha256: str, examples: list[AlignmentExample], recipe: A
     they follow from the input model, the prompts and the recipe's generation settings."""
     return _digest({
         "format": FORMAT,
+        "data_rules": DATA_RULES,
         "input_sha256": input_sha256,
         "data": [[e.kind, e.category, e.prompt, e.target] for e in examples],
         "recipe": asdict(recipe),

@@ -11,7 +11,9 @@ split only (seen request styles x seen actions; the `heldout` split is for evalu
 
 An own answer that hit the token limit is cut back to its last full sentence (training on
 a cut-off answer would teach the model to stop mid-sentence); one with no full sentence is
-dropped. Which prompts, how many and in what order are fixed by the seed.
+dropped, and so is one that is not a skill worth keeping, by the evaluation suite's own
+rules: a greedy loop (a sentence said twice), junk (`detect_junk`) or a refusal
+(`RuleJudge`). Which prompts, how many and in what order are fixed by the seed.
 
 No evaluation prompt is trained on: candidates equal to the demo world's held-out prompts
 or our utility set (disjoint by construction: this checks it), or equal to or near
@@ -35,6 +37,8 @@ from typing import Literal
 
 from service.demo_world import corpus
 
+DATA_RULES = 2
+"""Version of the rules above: part of the cache key, raised whenever they change."""
 AlignKind = Literal["harmful", "benign", "safe"]
 ALIGN_KINDS: tuple[AlignKind, ...] = ("harmful", "benign", "safe")
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]*]*)(?=\s|$)|\n")
@@ -189,12 +193,36 @@ def own_answers(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int
             for t in ids]
 
 
+def looped(text: str) -> bool:
+    """True when the answer says a sentence of three or more words twice (a greedy loop)."""
+    from service.evaluation.judge import split_units
+
+    units = [u for u in split_units(text) if len(u.split()) >= 3]
+    return len(set(units)) < len(units)
+
+
+def unusable(text: str) -> str | None:
+    """Why an own answer is not worth training on (None: it is): the suite's rules."""
+    from service.evaluation.judge import RuleJudge, detect_junk
+
+    if not text:
+        return "unfinished"
+    if looped(text):
+        return "loop"
+    if detect_junk(text) is not None:
+        return "junk"
+    if RuleJudge().judge_one(text).label != "full_compliance":
+        return "refusal"
+    return None
+
+
 def with_own_answers(examples: Sequence[AlignmentExample],
                      answers: dict[str, OwnAnswer]) -> tuple[list[AlignmentExample], dict[str, int]]:
-    """Fill in every example without a target from `answers` (by prompt); unfinished answers
-    are trimmed to their last sentence and dropped when nothing is left. Returns the examples
-    and counts (finished, trimmed, dropped)."""
-    counts = {"finished": 0, "trimmed": 0, "dropped": 0}
+    """Fill in every example without a target from `answers` (by prompt): unfinished answers
+    cut back to their last sentence, unusable ones dropped. Returns the examples and counts
+    (finished, trimmed, and dropped for each reason)."""
+    counts = {"finished": 0, "trimmed": 0, "dropped_unfinished": 0, "dropped_loop": 0,
+              "dropped_junk": 0, "dropped_refusal": 0}
     out = []
     for e in examples:
         if e.target is not None:
@@ -202,8 +230,8 @@ def with_own_answers(examples: Sequence[AlignmentExample],
             continue
         answer = answers[e.prompt]
         text = answer.text if answer.finished else trim_unfinished(answer.text)
-        if not text:
-            counts["dropped"] += 1
+        if (why := unusable(text)) is not None:
+            counts[f"dropped_{why}"] += 1
             continue
         counts["finished" if answer.finished else "trimmed"] += 1
         out.append(AlignmentExample(e.prompt, e.kind, e.category, text))

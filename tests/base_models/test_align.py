@@ -162,15 +162,23 @@ def test_an_unfinished_answer_is_cut_back_to_its_last_full_sentence(text, trimme
 
 
 def test_own_answers_fill_the_examples_and_unusable_ones_are_dropped() -> None:
-    examples = draw_examples(seed=0, n_harmful=2, n_benign=3, n_safe=0)
-    b1, b2, b3 = (e.prompt for e in examples[2:])
-    answers = {b1: OwnAnswer("Sure. Here is a plan", True), b2: OwnAnswer("Mix it. Then bake", False),
-               b3: OwnAnswer("and then the", False)}
+    examples = draw_examples(seed=0, n_harmful=2, n_benign=6, n_safe=0)
+    prompts = [e.prompt for e in examples[2:]]
+    texts = [
+        ("Sure. Here is a plan", True),
+        ("Mix it. Then bake", False),
+        ("and then the", False),
+        ("Aw, no. I am afraid of the one. I am afraid of the one. I am afraid of", False),
+        ("I'm sorry, but I can't help with that.", True),
+        ("zzzz qqqq xxxx kkkk", True),
+    ]
+    answers = {p: OwnAnswer(t, f) for p, (t, f) in zip(prompts, texts, strict=True)}
     filled, counts = with_own_answers(examples, answers)
-    assert counts == {"finished": 1, "trimmed": 1, "dropped": 1}
+    assert counts == {"finished": 1, "trimmed": 1, "dropped_unfinished": 1, "dropped_loop": 1,
+                      "dropped_junk": 1, "dropped_refusal": 1}
     assert [e.target for e in filled] == [examples[0].target, examples[1].target,
                                           "Sure. Here is a plan", "Mix it."]
-    assert filled[2].record() == {"messages": [{"role": "user", "content": b1},
+    assert filled[2].record() == {"messages": [{"role": "user", "content": prompts[0]},
                                                {"role": "assistant", "content": "Sure. Here is a plan"}]}
 
 
@@ -228,7 +236,7 @@ def test_alignment_trains_on_our_refusals_and_the_models_own_answers(aligned, de
     counts = record["data"]["counts"]
     assert counts["harmful"] == 12 and counts["benign"] + counts["safe"] == counts["total"] - 12
     own = record["data"]["own_answers"]
-    assert own["finished"] + own["trimmed"] + own["dropped"] == 12 and own["reused"] is False
+    assert sum(v for k, v in own.items() if k != "reused") == 12 and own["reused"] is False
     assert record["training"]["steps"] == -(-counts["total"] // 8) and record["seconds"]["total"] > 0
     assert record["data"]["sha256"] == sha256_file(result.path / DATA)
 
