@@ -9,7 +9,7 @@ from sdk.types._base import BaseModel
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = JobStatus.__args__
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-Stage = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish",
+Stage = Literal["validate", "resolve_lock", "train", "relock", "evaluate", "gate", "publish",
                 "reject"]
 Method = Literal["lora", "full"]
 

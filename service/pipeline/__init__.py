@@ -1,1 +1,1 @@
-"""The job workflow: validate -> train -> resolve_lock -> relock -> evaluate -> gate -> publish | reject."""
+"""The job workflow: validate -> resolve_lock -> train -> relock -> evaluate -> gate -> publish | reject."""

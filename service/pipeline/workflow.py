@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 STAGES: tuple[Stage, ...] = (
     Stage("validate", validate.run, ValidateOutput),
+    Stage("resolve_lock", resolve_lock.run, ResolveLockOutput),  # before training: a lock gone since create costs none
     Stage("train", train.run, TrainOutput),
-    Stage("resolve_lock", resolve_lock.run, ResolveLockOutput),
     Stage("relock", relock.run, RelockOutput),
     Stage("evaluate", evaluate.run, EvaluateOutput),
     Stage("gate", gate.run, GateOutput),

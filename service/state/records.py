@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
-StageName = Literal["validate", "train", "resolve_lock", "relock", "evaluate", "gate", "publish", "reject"]
+StageName = Literal["validate", "resolve_lock", "train", "relock", "evaluate", "gate", "publish", "reject"]
 """In the order a job runs them: `service.pipeline.workflow.STAGES`, then PUBLISH or REJECT."""
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 # After the gate the worker commits to one of these; a job in one can no longer be cancelled.

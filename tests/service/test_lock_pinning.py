@@ -130,6 +130,7 @@ def test_a_lock_replaced_under_the_pinned_version_fails_the_job_closed(service, 
     record = ctx.records.get_job(job["id"])
     assert status == "failed" and record.error.code == "lock_changed"
     assert f"{BASE} v1" in record.error.message and "no longer the one this job was created with" in record.error.message
+    assert "train" not in ran, "the lock is checked before any training is spent"
     assert "relock" not in ran and "publish" not in ran
     assert ctx.store.list(f"models/{record.tenant}/") == []
 

@@ -79,7 +79,7 @@ def test_killed_worker_is_replaced_and_job_completes_once(service_stack_factory,
         stage_keys = ctx.store.list(f"jobs/{record.tenant}/{job['id']}/stages/")
         names = [k.rsplit("/", 1)[1] for k in stage_keys]
         assert names == sorted(set(names)) == sorted(f"{s}.json" for s in
-                                                    ("validate", "train", "resolve_lock", "relock", "evaluate", "gate"))
+                                                    ("validate", "resolve_lock", "train", "relock", "evaluate", "gate"))
         models = client.get("/v1/models").json()["data"]
         published = [m for m in models if m["job_id"] == job["id"]]
         assert len(published) == (1 if job["status"] == "succeeded" else 0)
