@@ -192,30 +192,34 @@ class Records:
 
     # jobs ---------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> None:
+        self._insert_job(record)
+        self._mirror(record)
+
+    def _insert_job(self, record: JobRecord) -> None:
         if not self.kv.put_if_absent(f"job:{record.id}", record.model_dump_json()):
             raise JobConflict(f"job {record.id} already exists")
         self.kv.append(f"jobs:{record.tenant}", record.id)
         self.kv.append(f"activejobs:{record.tenant}", record.id)
-        self._mirror(record)
 
     def add_job_within_cap(self, record: JobRecord, max_active: int) -> None:
         """Add the job unless its tenant has `max_active` unfinished jobs (TooManyActiveJobs).
 
         Counted and added under a per-tenant lease, so concurrent creates cannot both
-        slip under the cap.
+        slip under the cap; the store copy is written after the lease is given back.
         """
         lease, deadline = f"jobcreate:{record.tenant}", time.monotonic() + CAP_LEASE_SECONDS
         while not self.kv.acquire(lease, record.id, CAP_LEASE_SECONDS):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tenant {record.tenant}: job creation lease still held after {CAP_LEASE_SECONDS} s")
-            time.sleep(0.01)
+            time.sleep(0.002)
         try:
             active = len(self._active_job_ids(record.tenant))
             if active >= max_active:
                 raise TooManyActiveJobs(active, max_active)
-            self.add_job(record)
+            self._insert_job(record)
         finally:
             self.kv.release(lease, record.id)
+        self._mirror(record)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self.kv.get(f"job:{job_id}")

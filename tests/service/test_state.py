@@ -180,3 +180,12 @@ def test_lists_are_newest_first_and_skip_other_tenants_records(records: Records)
     records.add_file(foreign)
     assert [f.id for f in records.list_files(tenant.id)] == [f.id for f in reversed(files)]
     assert records.get_files(tenant.id, [files[0].id, foreign.id, "file-gone"]) == [files[0]]
+
+
+def test_the_store_copy_of_a_new_job_is_written_outside_the_creation_lease(records: Records) -> None:
+    tenant, _ = records.create_tenant("a")
+    lease_during_copy: list[str | None] = []
+    copying = Records(records.kv, pepper="test-pepper",
+                      on_job_change=lambda job: lease_during_copy.append(records.kv.get(f"jobcreate:{job.tenant}")))
+    copying.add_job_within_cap(_job(tenant.id), 5)
+    assert lease_during_copy == [None], "a slow store would hold up the tenant's other creates"
