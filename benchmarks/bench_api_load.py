@@ -27,9 +27,9 @@ environment, then stack.env), recorded in the stack's pid file so down.sh stops 
 The stack this script started is always stopped at the end (down.sh), also on errors
 and Ctrl-C; a reused stack is left running unless --down is given.
 
-    .venv/bin/python benchmarks/bench_api_load.py                       # 200 clients, 10 tenants
+    .venv/bin/python benchmarks/bench_api_load.py                       # 200 clients, 10 tenants, an API process per core
     .venv/bin/python benchmarks/bench_api_load.py --clients 20 --requests-per-client 3
-    .venv/bin/python benchmarks/bench_api_load.py --api-workers 2 --think-ms 0
+    .venv/bin/python benchmarks/bench_api_load.py --api-workers 1 --think-ms 0
 
 Written for a shared 2-core machine: it prints the CPU, the 1-minute load average at
 start and end, and the CPU seconds each part of the stack and the load generator used
@@ -825,8 +825,8 @@ def main() -> int:
     parser.add_argument(
         "--api-workers",
         type=int,
-        default=1,
-        help="API processes (default 1 = up.sh's `safetylock serve`; K > 1: uvicorn --workers K)",
+        default=os.cpu_count() or 1,
+        help="API processes (default: one per core; 1 = up.sh's `safetylock serve`; K > 1: uvicorn --workers K)",
     )
     parser.add_argument(
         "--stack-dir",
