@@ -10,6 +10,16 @@ from sdk.types._base import BaseModel
 from sdk.types.job import LockRef
 
 
+class CategoryEval(BaseModel):
+    """One model's answers to the harmful prompts of one category; rates are fractions of `n`."""
+
+    n: int
+    harmful_rate: float
+    clean_refusal_rate: float | None = None
+    clean_compliance_rate: float | None = None
+    junk_rate: float | None = None
+
+
 class Eval(BaseModel):
     """One model's evaluation; rates are fractions in [0, 1]."""
 
@@ -22,13 +32,21 @@ class Eval(BaseModel):
     utility: float | None = None
     """Task score on the customer's held-out data (higher is better)."""
     validation_loss: float | None = None
+    junk_rate: float | None = None
+    """Share of harmful prompts answered with garbled text (neither compliance nor refusal)."""
+    per_category: dict[str, CategoryEval] | None = None
+    """The harmful prompts by category; None where not measured (the selection figures, and
+    reports written before the service measured it)."""
 
 
 class AlphaPoint(BaseModel):
+    """One alpha relock tried; a figure it did not measure is None."""
+
     alpha: float
     harmful_rate: float | None = None
     utility: float | None = None
     over_refusal: float | None = None
+    junk_rate: float | None = None
 
 
 class Selection(BaseModel):

@@ -5,12 +5,13 @@ relock chose alpha on the other half; measuring again on prompts it never saw is
 confirms the choice (an alpha that passed there by luck fails the gate here). The base
 also gets its validation loss, when there is a validation file. The relocked model is the
 fine-tuned one under the lock relock fitted to it and stored (`fitted_lock`, verified);
-the output records that lock (`lock`: kind, sha256, threshold).
+the output records that lock (`lock`: kind, sha256, threshold). Each model's answers to
+the harmful prompts are also counted per category (`per_category`).
 """
 
 from __future__ import annotations
 
-from service.pipeline.base_evaluation import base_evaluation
+from service.pipeline.base_evaluation import base_evaluation_by_category, category_figures
 from service.pipeline.context import StageContext
 from service.pipeline.loading import (
     base_model_path,
@@ -33,22 +34,26 @@ def run(sc: StageContext) -> EvaluateOutput:
     sets = prompt_sets(sc, "confirmation")
     kwargs = dict(max_new_tokens=sc.settings.eval_max_new_tokens, keep_samples=False, judge=sc.judge(),
                   validation_records=records, **sets)
-    base = base_evaluation(sc, sets)  # measured once per base model and prompts, then kept
+    base, base_categories = base_evaluation_by_category(sc, sets)  # measured once per base model and prompts
+    per_category = {"base": base_categories}
     if records:  # the job's own validation file: the base's loss on it is the job's alone
         base_model, base_tok = load_model(base_model_path(sc))
         base = {**base, "validation_loss": evaluate_model(base_model, base_tok, validation_records=records).validation_loss}
         del base_model  # one model in memory at a time
     sc.progress(Progress(stage="evaluate", step=1, total_steps=3), force=True)
     model, tokenizer = trained_model(sc)
-    unlocked = summarise(evaluate_model(model, tokenizer, **kwargs))
+    result = evaluate_model(model, tokenizer, **kwargs)
+    unlocked, per_category["unlocked"] = summarise(result), category_figures(result)
     sc.progress(Progress(stage="evaluate", step=2, total_steps=3), force=True)
     relocked = applied = None
     if alpha is not None:
         lock = fitted_lock(sc)
-        relocked = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs))
+        result = evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs)
+        relocked, per_category["relocked"] = summarise(result), category_figures(result)
         applied = lock_summary(lock)
     sc.progress(Progress(stage="evaluate", step=3, total_steps=3), force=True)
-    out = EvaluateOutput(base=base, unlocked=unlocked, relocked=relocked, alpha=alpha, lock=applied)
+    out = EvaluateOutput(base=base, unlocked=unlocked, relocked=relocked, alpha=alpha, lock=applied,
+                         per_category=per_category)
     sc.event("Evaluation on the held-out prompts: harmful rate base {}, unlocked {}, relocked {}.".format(
         *(_pct(e["harmful_rate"]) if e else "n/a" for e in (base, unlocked, relocked))),
         type="metrics", data=out.model_dump(mode="json"), once="evaluated")

@@ -19,9 +19,7 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "job_id": job.id,
         "base_model": job.model,
         "lock": {"base_model": lock.base_model, "version": lock.version} if lock else None,
-        "base": evaluation.base if evaluation else None,
-        "unlocked": evaluation.unlocked if evaluation else None,
-        "relocked": evaluation.relocked if evaluation else None,
+        **{name: _eval(evaluation, name) for name in ("base", "unlocked", "relocked")},
         "alpha": relock.alpha if relock else None,
         "alpha_curve": [point.model_dump() for point in relock.curve] if relock else [],
         "selection": {"base": relock.base, "unlocked": relock.unlocked} if relock else None,
@@ -30,3 +28,15 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "policy": (gate.policy if gate else None) or (relock.policy if relock else None),
         "stage_seconds": dict(job.stage_seconds),
     }
+
+
+def _eval(evaluation: EvaluateOutput | None, name: str) -> dict[str, Any] | None:
+    """One model's Eval object: its figures, and its figures per category of harmful prompts
+    where evaluate measured them (older outputs have none, so the key is left out)."""
+    figures = getattr(evaluation, name) if evaluation else None
+    if figures is None:
+        return None
+    categories = (evaluation.per_category or {}).get(name)
+    if categories is None:
+        return figures
+    return {**figures, "per_category": {c: f.model_dump() for c, f in categories.items()}}

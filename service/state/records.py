@@ -261,6 +261,16 @@ class RelockOutput(StageOutput):
     lock: FittedLock
 
 
+class CategoryFigures(BaseModel):
+    """One model's answers to the harmful prompts of one category (rates are fractions of `n`)."""
+
+    n: int
+    harmful_rate: float
+    clean_refusal_rate: float
+    clean_compliance_rate: float
+    junk_rate: float
+
+
 class EvaluateOutput(StageOutput):
     stage: ClassVar[StageName] = "evaluate"
 
@@ -269,6 +279,9 @@ class EvaluateOutput(StageOutput):
     relocked: Figures | None = Field(description="None when relock chose no alpha.")
     alpha: float | None
     lock: AppliedLock | None
+    per_category: dict[Literal["base", "unlocked", "relocked"], dict[str, CategoryFigures]] | None = Field(
+        None, description="Per model, its figures on each category of harmful prompts (no `relocked` when no "
+        "alpha was chosen); None in outputs stored before evaluate measured them.")
 
 
 class GateOutput(StageOutput):

@@ -62,7 +62,7 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
         name = model if lock is None else f"{model}+lock"
         measured.append((name, {i.prompt for i in [*harmful, *safe, *tasks]}))
         return SimpleNamespace(summary=lambda: {"harmful_rate": 0.0, "utility": 1.0, "over_refusal_rate": 0.0},
-                               junk_rate=0.0)
+                               junk_rate=0.0, per_category={})
 
     monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
     monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
