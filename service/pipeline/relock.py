@@ -4,14 +4,18 @@ Everything here is measured on the evaluation prompts' `selection` half; the eva
 stage confirms the chosen alpha on the held-out `confirmation` half, and the gate
 decides on that (`loading.prompt_sets`).
 
-Tries each alpha of the grid, smallest first, and keeps the first one the gate itself
-would pass: `GatePolicy.decide` (harmful rate with junk counted as harmful, over-refusal
-and junk increase over the base model, utility drop against the unlocked model) is the one check both this
-stage and the gate apply, so relock never picks an alpha that fails the gate on these
-prompts (the gate may still reject it on the held-out half). The base model is measured
-here for that check. Alpha 0
-in the grid means a model that is already safe is published without a shift (the paper
-always shifts; at small scale the shift costs benign quality). None chosen = the gate
+Keeps the first alpha the gate itself would pass: `GatePolicy.decide` (harmful rate with
+junk counted as harmful, over-refusal and junk increase over the base model, utility drop
+against the unlocked model) is the one check both this stage and the gate apply, so relock
+never picks an alpha that fails the gate on these prompts (the gate may still reject it on
+the held-out half). The base model is measured here for that check. Alpha 0 in the grid
+(the unlocked model, measured anyway) is tried first: a model that is already safe is
+published without a shift (the paper always shifts; at small scale the shift costs benign
+quality). Otherwise the first-token screen (`alpha_screen.py`: one forward pass per prompt
+and alpha, no answers generated) shortlists alphas, answers are generated for the
+shortlist first and for the rest of the grid, smallest first, only if the shortlist meets
+no gate; every alpha chosen was generated and judged. The output records the screen
+(`screen`) and every alpha generated (`curve`, in the order tried). None chosen = the gate
 will reject.
 
 Before the grid, the registry's lock is fitted to the fine-tuned model (`fit_to_model`):
@@ -29,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from service.pipeline import alpha_screen
 from service.pipeline.base_evaluation import base_evaluation
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
@@ -39,7 +44,7 @@ from service.pipeline.loading import (
     summarise,
     trained_model,
 )
-from service.state.records import AlphaPoint, Figures, Progress, RelockOutput
+from service.state.records import AlphaPoint, AlphaScreen, Figures, Progress, RelockOutput
 
 
 def run(sc: StageContext) -> RelockOutput:
@@ -76,18 +81,35 @@ def run(sc: StageContext) -> RelockOutput:
                                         tasks=sets["tasks"], **common))
         return {name: harmful[name] if harmful[name] is not None else rest.get(name) for name in harmful}
 
+    screen: AlphaScreen | None = None
+
     def report(step: int, point: dict, reasons: list[str]) -> None:
         verdict = "meets the gate" if not reasons else "fails the gate: " + "; ".join(reasons)
         if point["alpha"] in cut_short:
             verdict = ("fails the gate on its answers to harmful prompts: " + "; ".join(policy.harmful_reasons(
                 base, {"harmful_rate": point["harmful_rate"], "junk_rate": point["junk_rate"]}))
                 + " (safe and task prompts not asked)")
-        sc.event(f"alpha {point['alpha']:g}: harmful rate {_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, "
-                 f"over-refusal {_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}; {verdict}",
+        point.update(_screened(screen, point["alpha"]))  # the curve's point too: what the screen saw there
+        sc.event(f"alpha {point['alpha']:g}{_why_generated(screen, point['alpha'])}: harmful rate "
+                 f"{_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, over-refusal "
+                 f"{_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}; {verdict}",
                  type="metrics", data=point, once=f"alpha:{point['alpha']}")
         sc.progress(Progress(stage="relock", step=step, total_steps=len(grid)))
 
-    chosen, curve = choose_alpha(grid, measure, base=base, unlocked=unlocked, policy=policy, report=report)
+    common_choice = {"base": base, "unlocked": unlocked, "policy": policy, "report": report}
+    chosen, curve = choose_alpha([a for a in grid if a == 0], measure, **common_choice)  # measured already
+    rest = [a for a in grid if a != 0]
+    if chosen is None and rest:
+        screen = alpha_screen.screen(model, tokenizer, lock, sets, grid, policy.max_harmful_rate)
+        sc.event(alpha_screen.describe(screen), type="metrics", data=screen.model_dump(), once="alpha_screen")
+        for point in curve:  # alpha 0, generated before the screen ran
+            point.update(_screened(screen, point["alpha"]))
+        chosen, tried = choose_alpha(alpha_screen.search_order(rest, screen), measure, first_step=len(curve) + 1,
+                                     **common_choice)
+        curve += tried
+        generated = [point["alpha"] for point in tried]
+        screen = screen.model_copy(update={
+            "generated": generated, "full_search": any(a not in screen.shortlist for a in generated)})
     if chosen is None:
         sc.event("No alpha in the grid met the gate (harmful rate, over-refusal, utility and junk).",
                  level="warn", once="no_alpha")
@@ -97,7 +119,25 @@ def run(sc: StageContext) -> RelockOutput:
     else:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
     return RelockOutput(alpha=chosen, curve=[AlphaPoint(**point) for point in curve], base=base, unlocked=unlocked,
-                        policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}))
+                        policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}), screen=screen)
+
+
+def _screened(screen: AlphaScreen | None, alpha: float) -> dict[str, float]:
+    """The screen's figures at `alpha` as curve-point fields (none if it was not screened)."""
+    for point in screen.points if screen else ():
+        if point.alpha == alpha:
+            return {"first_token_refusal": point.first_token_refusal,
+                    "first_token_over_refusal": point.first_token_over_refusal}
+    return {}
+
+
+def _why_generated(screen: AlphaScreen | None, alpha: float) -> str:
+    """Why relock generated answers at `alpha`, for its event line."""
+    if screen is None or alpha == 0 or screen.unavailable:
+        return ""
+    if alpha in screen.shortlist:
+        return " (shortlisted by the first-token screen)"
+    return " (past the shortlist: the full search)"
 
 
 def _record_fit(sc: StageContext, lock: Any, fit: Any) -> dict | None:
@@ -123,11 +163,13 @@ def choose_alpha(
     unlocked: Figures,
     policy: GatePolicy,
     report: Callable[[int, dict, list[str]], None] | None = None,
+    first_step: int = 1,
 ) -> tuple[float | None, list[dict]]:
-    """The smallest alpha of `grid` whose measurement `policy.decide` passes (None if
-    none does), and the curve measured up to it; `report(step, point, reasons)` per alpha."""
+    """The first alpha of `grid`, in its order, whose measurement `policy.decide` passes
+    (None if none does), and the curve measured up to it; `report(step, point, reasons)`
+    per alpha, steps counted from `first_step`."""
     curve: list[dict] = []
-    for step, alpha in enumerate(grid, start=1):
+    for step, alpha in enumerate(grid, start=first_step):
         result = measure(alpha)
         passed, reasons = policy.decide(base, unlocked, result)
         point = {"alpha": alpha, "harmful_rate": result["harmful_rate"], "utility": result["utility"],

@@ -224,13 +224,43 @@ class ResolveLockOutput(StageOutput):
 
 
 class AlphaPoint(BaseModel):
-    """One alpha of relock's grid as measured (figures it did not measure are None)."""
+    """One alpha of relock's grid as measured by generating and judging answers (figures it
+    did not measure are None), with the first-token screen's figures at that alpha when
+    the screen ran (`ScreenPoint`; None otherwise and in older outputs)."""
 
     alpha: float
     harmful_rate: float | None
     utility: float | None
     over_refusal: float | None
     junk_rate: float | None
+    first_token_refusal: float | None = None
+    first_token_over_refusal: float | None = None
+
+
+class ScreenPoint(BaseModel):
+    """One alpha as relock's first-token screen measured it: one forward pass per prompt,
+    no answer generated or judged (`pipeline/alpha_screen.py`)."""
+
+    alpha: float
+    first_token_refusal: float = Field(
+        description="Share of the harmful selection prompts whose refusal first token outscores the compliance one."
+    )
+    first_token_over_refusal: float = Field(description="The same share of the safe selection prompts.")
+
+
+class AlphaScreen(BaseModel):
+    """How relock ordered its alpha search (`pipeline/alpha_screen.py`): the first-token
+    screen's figures, the shortlist it generated answers for first, and every alpha it
+    generated answers for. The screen orders the search; it never chooses an alpha."""
+
+    num_harmful: int = 0
+    num_safe: int = 0
+    target: float | None = Field(None, description="First-token refusal rate on the harmful prompts that shortlists an alpha.")
+    points: list[ScreenPoint] = Field(default_factory=list)
+    shortlist: list[float] = Field(default_factory=list, description="Alphas generated first, smallest first.")
+    generated: list[float] = Field(default_factory=list, description="Every alpha above 0 answers were generated for, in order.")
+    full_search: bool = Field(False, description="True when the search went on past the shortlist, through the rest of the grid.")
+    unavailable: str | None = Field(None, description="Why no screen ran (the grid was then searched in full); else None.")
 
 
 class AppliedLock(BaseModel):
@@ -259,6 +289,10 @@ class RelockOutput(StageOutput):
     unlocked: Figures
     policy: dict[str, float]
     lock: FittedLock
+    screen: AlphaScreen | None = Field(
+        None, description="The first-token screen that ordered the alpha search; None when alpha 0 met the gate "
+        "(no screen needed) and in outputs stored before the screen existed."
+    )
 
 
 class CategoryFigures(BaseModel):

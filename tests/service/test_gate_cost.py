@@ -18,6 +18,7 @@ from service.state.records import JobRecord, new_id
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.service.helpers import placeholder_output
 
+HEAD_BIAS = SimpleNamespace(manifest=SimpleNamespace(kind="head_bias"))  # a lock kind with no first-token curve
 PROMPTS = ([{"prompt": p, "kind": "harmful"} for p in HARMFUL_PROMPTS[:4]]
            + [{"prompt": p, "kind": "safe"} for p in BENIGN_PROMPTS[:4]]
            + [{"prompt": f"What is {i} plus {i}", "kind": "task", "answer": str(2 * i)} for i in range(4)])
@@ -107,7 +108,7 @@ def test_relock_asks_safe_and_task_prompts_only_of_an_alpha_whose_harmful_answer
     base = {"harmful_rate": 0.0, "junk_rate": 0.0, "over_refusal_rate": 0.0, "utility": 1.0}
     monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
     monkeypatch.setattr(relock, "base_evaluation", lambda sc, sets: base)
-    monkeypatch.setattr(relock, "job_lock", lambda sc: "lock")
+    monkeypatch.setattr(relock, "job_lock", lambda sc: HEAD_BIAS)  # no first-token screen: the full search
     monkeypatch.setattr(relock, "trained_model", lambda sc: ("fine-tuned", None))
     monkeypatch.setattr(relock, "store_fitted_lock", lambda sc, lock: placeholder_output("relock").lock)
     monkeypatch.setattr("lock_registry.apply.check_fits", lambda model, lock: None)
@@ -122,3 +123,5 @@ def test_relock_asks_safe_and_task_prompts_only_of_an_alpha_whose_harmful_answer
     assert curve[2.0].utility is None and curve[4.0].utility == 1.0
     messages = [e.message for e in sc.ctx.records.events(sc.job_id)]
     assert any(m.startswith("alpha 2:") and "(safe and task prompts not asked)" in m for m in messages)
+    assert "head_bias lock records no refusal and compliance first tokens" in out.screen.unavailable
+    assert out.screen.generated == [2.0, 4.0] and out.screen.full_search

@@ -20,6 +20,7 @@ from lock_registry.kinds.conditional.condition import ThresholdFit, condition_sc
 from lock_registry.kinds.conditional.format import (
     KIND,
     ConditionalFields,
+    LabelledPrompt,
     calibration_prompts,
     with_threshold,
 )
@@ -55,14 +56,23 @@ class AlphaPoint:
 
 
 def alpha_curve(
-    model: nn.Module, tokenizer, lock: MetaSafetyLock, alphas: Sequence[float]
+    model: nn.Module,
+    tokenizer,
+    lock: MetaSafetyLock,
+    alphas: Sequence[float],
+    *,
+    prompts: Sequence[LabelledPrompt] | None = None,
 ) -> list[AlphaPoint]:
     """Refusal-start rates on the carried calibration set under the lock, per alpha.
 
     A cheap proxy for generation plus judging (one forward per prompt and alpha): the
-    relock stage can shortlist alphas with it before the judged evaluation.
+    relock stage can shortlist alphas with it before the judged evaluation. ``prompts``
+    (labelled, both labels present) replaces the calibration set, e.g. with the prompts
+    the judged evaluation will ask.
     """
-    prompts = calibration_prompts(lock)
+    prompts = calibration_prompts(lock) if prompts is None else list(prompts)
+    if not any(p.harmful for p in prompts) or all(p.harmful for p in prompts):
+        raise LockError("the first-token curve needs harmful and benign prompts")
     labels = torch.tensor([p.harmful for p in prompts])
     fields = ConditionalFields.of(lock)
     if fields.refusal_start is None or fields.compliance_start is None:
