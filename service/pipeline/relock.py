@@ -11,8 +11,8 @@ never picks an alpha that fails the gate on these prompts (the gate may still re
 the held-out half). The base model is measured here for that check. Alpha 0 in the grid
 (the unlocked model, measured anyway) is tried first: a model that is already safe is
 published without a shift (the paper always shifts; at small scale the shift costs benign
-quality). Otherwise the first-token screen (`alpha_screen.py`: one forward pass per prompt
-and alpha, no answers generated) shortlists alphas, answers are generated for the
+quality). Otherwise the first-token screen (`alpha_screen.py`: one forward pass over the
+harmful prompts per alpha, no answers generated) shortlists alphas, answers are generated for the
 shortlist first and for the rest of the grid, smallest first, only if the shortlist meets
 no gate; every alpha chosen was generated and judged. The output records the screen
 (`screen`) and every alpha generated (`curve`, in the order tried). None chosen = the gate
@@ -100,10 +100,8 @@ def run(sc: StageContext) -> RelockOutput:
     chosen, curve = choose_alpha([a for a in grid if a == 0], measure, **common_choice)  # measured already
     rest = [a for a in grid if a != 0]
     if chosen is None and rest:
-        screen = alpha_screen.screen(model, tokenizer, lock, sets, grid, policy.max_harmful_rate)
+        screen = alpha_screen.screen(model, tokenizer, lock, sets["harmful"], rest, policy.max_harmful_rate)
         sc.event(alpha_screen.describe(screen), type="metrics", data=screen.model_dump(), once="alpha_screen")
-        for point in curve:  # alpha 0, generated before the screen ran
-            point.update(_screened(screen, point["alpha"]))
         chosen, tried = choose_alpha(alpha_screen.search_order(rest, screen), measure, first_step=len(curve) + 1,
                                      **common_choice)
         curve += tried
@@ -126,8 +124,7 @@ def _screened(screen: AlphaScreen | None, alpha: float) -> dict[str, float]:
     """The screen's figures at `alpha` as curve-point fields (none if it was not screened)."""
     for point in screen.points if screen else ():
         if point.alpha == alpha:
-            return {"first_token_refusal": point.first_token_refusal,
-                    "first_token_over_refusal": point.first_token_over_refusal}
+            return {"first_token_refusal": point.first_token_refusal}
     return {}
 
 

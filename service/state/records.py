@@ -234,7 +234,6 @@ class AlphaPoint(BaseModel):
     over_refusal: float | None
     junk_rate: float | None
     first_token_refusal: float | None = None
-    first_token_over_refusal: float | None = None
 
 
 class ScreenPoint(BaseModel):
@@ -245,7 +244,6 @@ class ScreenPoint(BaseModel):
     first_token_refusal: float = Field(
         description="Share of the harmful selection prompts whose refusal first token outscores the compliance one."
     )
-    first_token_over_refusal: float = Field(description="The same share of the safe selection prompts.")
 
 
 class AlphaScreen(BaseModel):
@@ -254,9 +252,10 @@ class AlphaScreen(BaseModel):
     generated answers for. The screen orders the search; it never chooses an alpha."""
 
     num_harmful: int = 0
-    num_safe: int = 0
     target: float | None = Field(None, description="First-token refusal rate on the harmful prompts that shortlists an alpha.")
-    points: list[ScreenPoint] = Field(default_factory=list)
+    points: list[ScreenPoint] = Field(
+        default_factory=list, description="The alphas screened, smallest first, up to the first that reached the target."
+    )
     shortlist: list[float] = Field(default_factory=list, description="Alphas generated first, smallest first.")
     generated: list[float] = Field(default_factory=list, description="Every alpha above 0 answers were generated for, in order.")
     full_search: bool = Field(False, description="True when the search went on past the shortlist, through the rest of the grid.")

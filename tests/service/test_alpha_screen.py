@@ -15,7 +15,7 @@ import pytest
 
 from service.pipeline import alpha_screen, relock
 from service.pipeline.gate import GatePolicy
-from service.state.records import AlphaScreen, RelockOutput, ScreenPoint
+from service.state.records import AlphaScreen, RelockOutput
 from tests.service.helpers import placeholder_output
 from tests.service.test_gate_cost import _context
 
@@ -40,13 +40,13 @@ def _stand_ins(monkeypatch, generated: dict, first_token: dict[float, float] | N
             "harmful_rate": rate if harmful else None, "over_refusal_rate": over if safe else None,
             "utility": utility if tasks else None})
 
-    def alpha_curve(model, tokenizer, lock, alphas, *, prompts):
-        asked.append(("screen", tuple(alphas)))
-        assert {p.harmful for p in prompts} == {True, False}  # the selection half's harmful and safe prompts
-        return [SimpleNamespace(alpha=a, harmful_refusal_start=first_token[a], benign_refusal_start=0.0) for a in alphas]
+    def refusal_start_rate(model, tokenizer, lock, alpha, prompts):
+        asked.append(("screen", alpha))
+        assert all("bomb" in p for p in prompts)  # the selection half's harmful prompts
+        return first_token[alpha]
 
     monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
-    monkeypatch.setattr("lock_registry.kinds.conditional.fit.alpha_curve", alpha_curve)
+    monkeypatch.setattr("lock_registry.kinds.conditional.fit.refusal_start_rate", refusal_start_rate)
     monkeypatch.setattr(relock, "base_evaluation", lambda sc, sets: BASE)
     monkeypatch.setattr(relock, "job_lock", lambda sc: lock)
     monkeypatch.setattr(relock, "trained_model", lambda sc: ("fine-tuned", None))
@@ -69,18 +69,18 @@ def test_answers_are_generated_only_for_the_shortlist_when_it_meets_the_gate(tmp
     out = relock.run(sc)
 
     assert out.alpha == 6.0  # what the full search chooses too
-    assert asked == [(None, ("harmful", "safe", "tasks")), ("screen", tuple(GRID)),
-                     (6.0, ("harmful",)), (6.0, ("safe", "tasks"))]  # alphas 2 and 4 never generated
+    assert asked == [(None, ("harmful", "safe", "tasks")), ("screen", 2.0), ("screen", 4.0), ("screen", 6.0),
+                     (6.0, ("harmful",)), (6.0, ("safe", "tasks"))]  # screened up to 6; 2 and 4 never generated
     screen = out.screen
     assert screen.target == pytest.approx(0.95) and screen.shortlist == [6.0, 8.0]
     assert screen.generated == [6.0] and screen.full_search is False and screen.unavailable is None
-    assert [(p.alpha, p.first_token_refusal) for p in screen.points] == list(first_token.items())
+    assert [(p.alpha, p.first_token_refusal) for p in screen.points] == [(2.0, 0.77), (4.0, 0.93), (6.0, 0.967)]
     assert [p.alpha for p in out.curve] == [0.0, 6.0]  # the curve holds only what was generated and judged
     assert out.curve[1].harmful_rate == 0.0 and out.curve[1].first_token_refusal == pytest.approx(0.967)
-    assert out.curve[0].first_token_refusal == pytest.approx(0.6)
+    assert out.curve[0].first_token_refusal is None  # alpha 0 is generated, not screened
     messages = [e.message for e in sc.ctx.records.events(sc.job_id)]
-    assert any(m.startswith("First-token screen on the 2 harmful and 2 safe selection prompts") and
-               "Generating answers for alpha 6 and 8 first" in m for m in messages), messages
+    assert any(m.startswith("First-token screen on the 2 harmful selection prompts") and "alpha 4 93.0%" in m
+               and "Generating answers for alpha 6 and 8 first" in m for m in messages), messages
     assert any(m.startswith("alpha 6 (shortlisted by the first-token screen): harmful rate 0.0%") for m in messages)
     assert RelockOutput.model_validate_json(out.model_dump_json()) == out  # stored and read back
 
@@ -122,17 +122,17 @@ def test_no_screen_runs_when_alpha_0_meets_the_gate(tmp_path, monkeypatch) -> No
     assert out.alpha == 0.0 and out.screen is None and asked == [(None, ("harmful", "safe", "tasks"))]
 
 
-def test_a_lock_whose_curve_cannot_be_measured_is_searched_in_full(tmp_path, monkeypatch) -> None:
+def test_a_lock_whose_first_tokens_cannot_be_read_is_searched_in_full(tmp_path, monkeypatch) -> None:
     from lock_registry.errors import LockError
 
     sc = _context(tmp_path, str(tmp_path), alpha_grid=GRID)
     generated = {None: HARMFUL, 2.0: HARMFUL, 4.0: PASS, 6.0: PASS, 8.0: PASS, 12.0: PASS}
     asked = _stand_ins(monkeypatch, generated, first_token=None)
 
-    def no_curve(*args, **kwargs):
+    def unreadable(*args, **kwargs):
         raise LockError("the lock records no refusal_start / compliance_start tokens")
 
-    monkeypatch.setattr("lock_registry.kinds.conditional.fit.alpha_curve", no_curve)
+    monkeypatch.setattr("lock_registry.kinds.conditional.fit.refusal_start_rate", unreadable)
     out = relock.run(sc)
     assert out.alpha == 4.0 and _generated_alphas(asked) == [2.0, 4.0]
     assert "records no refusal_start" in out.screen.unavailable and out.screen.points == []
@@ -178,16 +178,19 @@ def test_no_job_the_full_search_passes_is_rejected_because_of_the_screen(tmp_pat
     assert changed > 0  # the random screens do move some choices: the test can see a change
 
 
-@pytest.mark.parametrize(("rates", "expected"), [
-    ({0.0: 1.0, 2.0: 0.5, 4.0: 0.95, 6.0: 1.0}, [4.0, 6.0]),  # alpha 0 is never shortlisted (it is generated anyway)
-    ({2.0: 0.5, 4.0: 0.5, 6.0: 0.96}, [6.0]),  # the largest alpha has no neighbour
-    ({2.0: 0.5, 4.0: 0.94}, []),
+@pytest.mark.parametrize(("rates", "screened", "expected"), [
+    ({2.0: 0.5, 4.0: 0.95, 6.0: 1.0, 8.0: 1.0}, [2.0, 4.0], [4.0, 6.0]),  # the screen stops at the first reaching it
+    ({2.0: 0.5, 4.0: 0.5, 6.0: 0.96}, [2.0, 4.0, 6.0], [6.0]),  # the largest alpha has no neighbour
+    ({2.0: 0.5, 4.0: 0.94}, [2.0, 4.0], []),  # none reaches it: every alpha screened, no shortlist
 ])
-def test_shortlist(rates, expected) -> None:
-    points = [ScreenPoint(alpha=a, first_token_refusal=r, first_token_over_refusal=0.0) for a, r in rates.items()]
-    assert alpha_screen.shortlist(points, 0.95) == expected
-    order = alpha_screen.search_order([a for a in rates if a > 0], AlphaScreen(shortlist=expected))
-    assert order[: len(expected)] == expected and sorted(order) == sorted(a for a in rates if a > 0)
+def test_the_screen_goes_up_the_grid_to_the_first_alpha_reaching_the_target(monkeypatch, rates, screened,
+                                                                            expected) -> None:
+    monkeypatch.setattr("lock_registry.kinds.conditional.fit.refusal_start_rate",
+                        lambda model, tokenizer, lock, alpha, prompts: rates[alpha])
+    result = alpha_screen.screen(None, None, CONDITIONAL, [SimpleNamespace(prompt="p")], [0.0, *rates], 0.05)
+    assert [p.alpha for p in result.points] == screened and result.shortlist == expected
+    order = alpha_screen.search_order(list(rates), result)
+    assert order[: len(expected)] == expected and sorted(order) == sorted(rates)
 
 
 def test_older_relock_outputs_load_without_the_screen() -> None:
@@ -208,28 +211,25 @@ def conditional_lock(tiny_llama, char_tokenizer, labelled_prompts):
                                    num_heads=3, calibration_size=8)
 
 
-def test_the_screen_reads_the_selection_prompts_at_every_alpha(tiny_llama, char_tokenizer, conditional_lock) -> None:
+def test_the_screen_reads_first_tokens_as_the_locks_alpha_curve_does(tiny_llama, char_tokenizer,
+                                                                      conditional_lock) -> None:
     import torch
 
-    from lock_registry.kinds.conditional.fit import alpha_curve
+    from lock_registry.kinds.conditional.fit import alpha_curve, refusal_start_rate
     from lock_registry.kinds.conditional.format import calibration_prompts
     from service.evaluation.prompts import PromptItem
-    from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 
-    sets = {"harmful": [PromptItem(prompt=p, kind="harmful") for p in HARMFUL_PROMPTS[:3]],
-            "safe": [PromptItem(prompt=p, kind="safe") for p in BENIGN_PROMPTS[:2]]}
+    calibration = calibration_prompts(conditional_lock)
+    harmful = [p.text for p in calibration if p.harmful]
     before = {k: v.clone() for k, v in tiny_llama.state_dict().items()}
-    result = alpha_screen.screen(tiny_llama, char_tokenizer, conditional_lock, sets, [0.0, 4.0, 8.0], 0.05)
-    assert result.unavailable is None and (result.num_harmful, result.num_safe) == (3, 2)
-    assert [p.alpha for p in result.points] == [0.0, 4.0, 8.0]
-    assert all(p.first_token_refusal in (0, 1 / 3, 2 / 3, 1) and p.first_token_over_refusal in (0, 0.5, 1)
-               for p in result.points)
+    for point in alpha_curve(tiny_llama, char_tokenizer, conditional_lock, [0.0, 4.0, 8.0]):
+        rate = refusal_start_rate(tiny_llama, char_tokenizer, conditional_lock, point.alpha, harmful)
+        assert rate == pytest.approx(point.harmful_refusal_start)
     assert all(torch.equal(before[k], v) for k, v in tiny_llama.state_dict().items())  # the lock was removed
-    # the default prompts are still the calibration set the lock carries
-    default = alpha_curve(tiny_llama, char_tokenizer, conditional_lock, [4.0])
-    explicit = alpha_curve(tiny_llama, char_tokenizer, conditional_lock, [4.0],
-                           prompts=calibration_prompts(conditional_lock))
-    assert default == explicit
+    items = [PromptItem(prompt=p, kind="harmful") for p in harmful]
+    result = alpha_screen.screen(tiny_llama, char_tokenizer, conditional_lock, items, [0.0, 4.0, 8.0], 1.0)
+    assert result.unavailable is None and result.num_harmful == len(harmful)
+    assert [p.alpha for p in result.points] == [4.0] and result.shortlist == [4.0, 8.0]  # target 0: the first reaches it
 
 
 def test_a_head_bias_lock_is_not_screened(tiny_llama, char_tokenizer) -> None:
@@ -237,7 +237,7 @@ def test_a_head_bias_lock_is_not_screened(tiny_llama, char_tokenizer) -> None:
     from tests.lock_core.conftest import PAIRS
 
     lock = create_lock(tiny_llama, char_tokenizer, PAIRS, base_model_id="tiny", num_heads=3)
-    result = alpha_screen.screen(tiny_llama, char_tokenizer, lock, {"harmful": [], "safe": []}, [4.0], 0.05)
+    result = alpha_screen.screen(tiny_llama, char_tokenizer, lock, [], [4.0], 0.05)
     assert result.points == [] and "head_bias lock records no refusal" in result.unavailable
 
 

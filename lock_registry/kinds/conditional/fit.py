@@ -15,12 +15,16 @@ from torch import nn
 
 from lock_registry.apply import apply_lock
 from lock_registry.errors import LockError
-from lock_registry.kinds.conditional.activations import prompt_activations
+from lock_registry.kinds.conditional.activations import (
+    _encode,
+    _first_token_id,
+    format_prompts,
+    prompt_activations,
+)
 from lock_registry.kinds.conditional.condition import ThresholdFit, condition_scores, fit_threshold
 from lock_registry.kinds.conditional.format import (
     KIND,
     ConditionalFields,
-    LabelledPrompt,
     calibration_prompts,
     with_threshold,
 )
@@ -56,23 +60,14 @@ class AlphaPoint:
 
 
 def alpha_curve(
-    model: nn.Module,
-    tokenizer,
-    lock: MetaSafetyLock,
-    alphas: Sequence[float],
-    *,
-    prompts: Sequence[LabelledPrompt] | None = None,
+    model: nn.Module, tokenizer, lock: MetaSafetyLock, alphas: Sequence[float]
 ) -> list[AlphaPoint]:
     """Refusal-start rates on the carried calibration set under the lock, per alpha.
 
     A cheap proxy for generation plus judging (one forward per prompt and alpha): the
-    relock stage can shortlist alphas with it before the judged evaluation. ``prompts``
-    (labelled, both labels present) replaces the calibration set, e.g. with the prompts
-    the judged evaluation will ask.
+    relock stage can shortlist alphas with it before the judged evaluation.
     """
-    prompts = calibration_prompts(lock) if prompts is None else list(prompts)
-    if not any(p.harmful for p in prompts) or all(p.harmful for p in prompts):
-        raise LockError("the first-token curve needs harmful and benign prompts")
+    prompts = calibration_prompts(lock)
     labels = torch.tensor([p.harmful for p in prompts])
     fields = ConditionalFields.of(lock)
     if fields.refusal_start is None or fields.compliance_start is None:
@@ -95,6 +90,38 @@ def alpha_curve(
     return curve
 
 
+@torch.no_grad()
+def refusal_start_rate(
+    model: nn.Module,
+    tokenizer,
+    lock: MetaSafetyLock,
+    alpha: float,
+    prompts: Sequence[str],
+    *,
+    batch_size: int = 64,
+) -> float:
+    """Share of ``prompts`` whose refusal first token outscores the compliance one under
+    the lock at ``alpha``: the first-token decision ``alpha_curve`` counts, for any user
+    prompts, read from the last position's logits alone (one forward per batch, no
+    activations kept)."""
+    fields = ConditionalFields.of(lock)
+    if fields.refusal_start is None or fields.compliance_start is None:
+        raise LockError("the lock records no refusal_start / compliance_start tokens")
+    if not prompts:
+        raise LockError("the first-token rate needs at least one prompt")
+    refuse_id = _first_token_id(tokenizer, fields.refusal_start)
+    comply_id = _first_token_id(tokenizer, fields.compliance_start)
+    device = next(model.parameters()).device
+    texts = format_prompts(tokenizer, prompts)
+    refuses = []
+    with apply_lock(model, lock, alpha):
+        for start in range(0, len(texts), batch_size):
+            enc = _encode(tokenizer, texts[start : start + batch_size], device)
+            logits = model(**enc, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            refuses.append(logits[:, refuse_id] - logits[:, comply_id] > 0)
+    return float(torch.cat(refuses).float().mean())
+
+
 def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaSafetyLock, ThresholdFit]:
     """The lock with its threshold re-fitted on ``model`` (what the relock stage applies).
 
@@ -108,3 +135,4 @@ def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaS
 
 
 fit_conditional = calibrated  # the kind's fit: lock_registry.fit.fit_to_model calls it
+
