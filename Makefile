@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
+# The browser the tests render the safety report page in: Debian's chromium package.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+
 .PHONY: demo test venv lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
@@ -20,6 +24,17 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
+# Installed when missing (as root, with apt-get); otherwise a clear error before any test runs.
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "error: $(CHROMIUM) is missing: the tests render the safety report in headless Chromium." >&2; \
+		echo "Install Debian's chromium package as root (apt-get install -y chromium), or set CHROMIUM=/path/to/chromium." >&2; \
+		exit 1; fi
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { \
+		echo "error: apt-get could not install Debian's chromium package (needed by the report tests)." >&2; exit 1; }
+	test -x $(CHROMIUM)
+
 # Re-resolve pyproject.toml's `dev` extra into the lock, keeping current pins that still fit.
 # Newest versions of everything: make lock LOCK_ARGS=--upgrade. Then run make test.
 lock:
@@ -31,7 +46,7 @@ lock:
 demo: $(STAMP)
 	$(VENV)/bin/safetylock demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sdk.cli._common import JsonOption, client, handle_errors, out, print_json
+from sdk.cli._common import JsonOption, client, err, handle_errors, out, print_json
 from sdk.cli.render import events_table, job_table, jobs_table, report_view
 from sdk.types.job import FineTuningJob
 
@@ -136,7 +137,16 @@ def events(
 
 @app.command()
 @handle_errors
-def report(job_id: JobId, as_json: JsonOption = False) -> None:
+def report(
+    job_id: JobId,
+    as_json: JsonOption = False,
+    html: Annotated[Path | None, typer.Option(
+        help="Also write the report as an HTML page (plots and tables) to this file.")] = None,
+) -> None:
     """The safety report: harmful rates before/after the lock, alpha, utility, decision."""
-    r = client().jobs.report(job_id)
+    c = client()
+    r = c.jobs.report(job_id)
     print_json(r) if as_json else out.print(report_view(r))
+    if html is not None:
+        html.write_text(c.jobs.report_html(job_id), encoding="utf-8")
+        err.print(f"HTML report: {html}", markup=False, highlight=False)

@@ -119,6 +119,16 @@ def _stream_options(job_id: str, after: str | None) -> FinalRequestOptions:
                                headers={"Accept": "text/event-stream"})
 
 
+def _report_html_options(job_id: str) -> FinalRequestOptions:
+    return FinalRequestOptions("GET", _path(job_id, "/report.html"), headers={"Accept": "text/html"})
+
+
+def _html(response: httpx.Response) -> str:
+    if not response.is_success:
+        raise error_for(response)
+    return response.text
+
+
 class Jobs:
     def __init__(self, client: Client):
         self._client = client
@@ -212,6 +222,11 @@ class Jobs:
         return self._client._request(FinalRequestOptions("GET", _path(job_id, "/report")),
                                      SafetyReport)
 
+    def report_html(self, job_id: str) -> str:
+        """The safety report as one self-contained HTML page: the figures, the alpha curve and
+        the harmful rates per category as plots beside their tables (no script, nothing fetched)."""
+        return _html(self._client._send(_report_html_options(job_id)))
+
 
 class AsyncJobs:
     def __init__(self, client: AsyncClient):
@@ -296,3 +311,6 @@ class AsyncJobs:
     async def report(self, job_id: str) -> SafetyReport:
         return await self._client._request(
             FinalRequestOptions("GET", _path(job_id, "/report")), SafetyReport)
+
+    async def report_html(self, job_id: str) -> str:
+        return _html(await self._client._send(_report_html_options(job_id)))

@@ -1,4 +1,5 @@
-"""Fine-tuning jobs: create (enqueued by id), list, retrieve, cancel, events (+ SSE), report."""
+"""Fine-tuning jobs: create (enqueued by id), list, retrieve, cancel, events (+ SSE), report
+(JSON, and as an HTML page)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from sdk.types import SafetyReport
 from service.api.deps import Context, Dispatch, Tenant, checked_id
 from service.api.errors import APIError, not_found
 from service.api.lock_lookup import LockNotFound, find_lock
 from service.api.pagination import page, page_of_ids
 from service.pipeline.gate import GatePolicy
+from service.reports.html import CONTENT_SECURITY_POLICY, report_page
 from service.state.records import (
     FINAL_STAGES,
     EventRecord,
@@ -190,3 +193,13 @@ def report(ctx: Context, tenant: Tenant, job_id: str) -> dict:
     if not ctx.store.exists(key):
         raise APIError(404, "report_not_found", f"Job {job_id} has no safety report yet (status {job.status}, stage {job.stage}).")
     return json.loads(ctx.store.get_bytes(key))
+
+
+@router.get("/{job_id}/report.html", response_class=HTMLResponse)
+def report_html(ctx: Context, tenant: Tenant, job_id: str) -> HTMLResponse:
+    """The same report as a page a person reads: the figures, the alpha curve and the harmful
+    rates per category as inline SVG plots beside their tables. It has no script and fetches
+    nothing; its Content-Security-Policy allows only its own inline style."""
+    html = report_page(SafetyReport.model_validate(report(ctx, tenant, job_id)))
+    return HTMLResponse(html, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                                       "X-Content-Type-Options": "nosniff"})
