@@ -24,7 +24,10 @@ carries (fine-tuning keeps the harmfulness direction but shrinks the feature, so
 base's threshold does not transfer); a head_bias lock passes unchanged. The lock so
 fitted is what the grid, evaluate and publish apply: it is stored under
 `jobs/.../relock/lock/`, and the fit is recorded in the output and as an event. A fit
-that fails raises, and the workflow rejects the job (the gate fails closed).
+that fails raises, and the workflow rejects the job (the gate fails closed). The fitted
+lock's transfer to the fine-tuned model is measured too (`transfer.py`: the condition's
+AUC and firing rates, the cosines of its directions re-measured on this model) and
+recorded as `transfer`; the gate holds it against the operator's bounds.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from service.pipeline.loading import (
     summarise,
     trained_model,
 )
+from service.pipeline.transfer import check_transfer
+from service.pipeline.transfer import describe as describe_transfer
 from service.state.records import AlphaPoint, AlphaScreen, Figures, Progress, RelockOutput
 
 
@@ -64,6 +69,8 @@ def run(sc: StageContext) -> RelockOutput:
     lock, fit = fit_to_model(model, tokenizer, registry_lock)
     fit_record = _record_fit(sc, registry_lock, fit)
     stored = store_fitted_lock(sc, lock)
+    transfer = check_transfer(model, tokenizer, lock, fit_record)  # the gate holds it against the policy's bounds
+    sc.event(describe_transfer(transfer), type="metrics", data=transfer.model_dump(), once="transfer")
     unlocked = summarise(evaluate_model(model, tokenizer, **common, **sets))
     grid = sc.settings.alpha_grid
     cut_short: set[float] = set()
@@ -117,7 +124,8 @@ def run(sc: StageContext) -> RelockOutput:
     else:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
     return RelockOutput(alpha=chosen, curve=[AlphaPoint(**point) for point in curve], base=base, unlocked=unlocked,
-                        policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}), screen=screen)
+                        policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}), screen=screen,
+                        transfer=transfer)
 
 
 def _screened(screen: AlphaScreen | None, alpha: float) -> dict[str, float]:

@@ -279,6 +279,25 @@ class FittedLock(AppliedLock):
     fit: dict[str, Any] | None = Field(None, description="The threshold fit (None for kinds that need none).")
 
 
+class TransferCheck(BaseModel):
+    """Whether the lock taken from the base still reads the fine-tuned model, measured by
+    relock on the labelled calibration prompts the lock carries (`pipeline/transfer.py`).
+    A figure the lock's kind cannot re-measure is None, and `notes` says why."""
+
+    num_calibration: int | None = None
+    condition_auc: float | None = Field(None, description="The condition's AUC, harmful vs benign, on the fine-tuned model.")
+    condition_true_positive_rate: float | None = Field(None, description="Harmful prompts the fitted condition fires on.")
+    condition_false_positive_rate: float | None = Field(None, description="Benign prompts the fitted condition fires on.")
+    condition_cosine: float | None = Field(
+        None, description="Cosine of the lock's condition direction with the same direction re-measured on the fine-tuned model."
+    )
+    head_cosines: list[float] | None = Field(
+        None, description="Per steered head (the lock's order): cosine of its direction with the same direction re-measured."
+    )
+    head_cosine_mean: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
 class RelockOutput(StageOutput):
     stage: ClassVar[StageName] = "relock"
 
@@ -291,6 +310,9 @@ class RelockOutput(StageOutput):
     screen: AlphaScreen | None = Field(
         None, description="The first-token screen that ordered the alpha search; None when alpha 0 met the gate "
         "(no screen needed) and in outputs stored before the screen existed."
+    )
+    transfer: TransferCheck | None = Field(
+        None, description="The lock's transfer check on the fine-tuned model; None in outputs stored before it existed."
     )
 
 
@@ -322,6 +344,10 @@ class GateOutput(StageOutput):
 
     passed: bool
     reasons: list[str]
+    reason_codes: list[str] = Field(
+        default_factory=list, description="The gate's code of each reason, in order: lock_not_transferred, "
+        "no_alpha_passed or confirmation_failed (empty when a crashed stage decided, and in older outputs)."
+    )
     policy: dict[str, float] | None
     crashed_stage: StageName | None = Field(
         None, description="The fail-closed stage whose crash decided (the workflow writes this output then)."

@@ -15,7 +15,7 @@ import pytest
 
 from service.pipeline import alpha_screen, relock
 from service.pipeline.gate import GatePolicy
-from service.state.records import AlphaScreen, RelockOutput
+from service.state.records import AlphaScreen, RelockOutput, TransferCheck
 from tests.service.helpers import placeholder_output
 from tests.service.test_gate_cost import _context
 
@@ -53,6 +53,7 @@ def _stand_ins(monkeypatch, generated: dict, first_token: dict[float, float] | N
     monkeypatch.setattr(relock, "store_fitted_lock", lambda sc, lock: placeholder_output("relock").lock)
     monkeypatch.setattr("lock_registry.apply.check_fits", lambda model, lock: None)
     monkeypatch.setattr("lock_registry.fit.fit_to_model", lambda model, tokenizer, lock: (lock, None))
+    monkeypatch.setattr(relock, "check_transfer", lambda model, tokenizer, lock, fit: TransferCheck())
     return asked
 
 

@@ -136,3 +136,33 @@ def calibrated(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> tuple[MetaS
 
 fit_conditional = calibrated  # the kind's fit: lock_registry.fit.fit_to_model calls it
 
+
+@dataclass(frozen=True)
+class DirectionTransfer:
+    """The lock's directions re-measured on a model from the calibration prompts it carries,
+    each compared with the lock's own by cosine (1: the model still reads as the base did)."""
+
+    condition_cosine: float  # the harmful-minus-benign residual direction at the condition layer
+    head_cosines: list[float]  # per steered head, in the lock's order: its harmful-minus-benign output shift
+
+
+def direction_transfer(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> DirectionTransfer:
+    """Re-measure the lock's directions on ``model`` the way they were taken from the base
+    (mean over harmful minus mean over benign prompts, at the last prompt token), on the
+    labelled calibration prompts the lock carries (held out when the lock was taken), and
+    compare them with the lock's by cosine."""
+    if lock.manifest.kind != KIND:
+        raise LockError(f"a {lock.manifest.kind!r} lock carries no labelled prompts to re-measure its directions on")
+    prompts = calibration_prompts(lock)
+    labels = torch.tensor([p.harmful for p in prompts])
+    if labels.all() or not labels.any():
+        raise LockError("the lock's calibration prompts need harmful and benign ones")
+    acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
+    layer = ConditionalFields.of(lock).condition_layer
+    residual = acts.residual[:, layer]
+    condition = residual[labels].mean(0) - residual[~labels].mean(0)
+    cosine = torch.nn.functional.cosine_similarity(condition, lock.tensors["condition_direction"], dim=0)
+    heads = acts.heads[:, lock.tensors["layers"], lock.tensors["heads"]]  # [n, N, head_dim]
+    shifts = heads[labels].mean(0) - heads[~labels].mean(0)
+    head_cosines = torch.nn.functional.cosine_similarity(shifts, lock.tensors["directions"], dim=-1)
+    return DirectionTransfer(condition_cosine=float(cosine), head_cosines=[float(c) for c in head_cosines])
