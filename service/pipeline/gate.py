@@ -136,7 +136,6 @@ class GatePolicy(BaseModel):
             )
         return reasons
 
-
     def transfer_reasons(self, transfer: TransferCheck | None) -> list[str]:
         """The reasons (each starting with its code, `lock_not_transferred`) why the lock
         does not transfer to the fine-tuned model, from relock's transfer check. A figure
@@ -147,7 +146,7 @@ class GatePolicy(BaseModel):
         prefix = f"{TRANSFER_CODE}: on the lock's {transfer.num_calibration} calibration prompts"
         checks = (  # (figure, its value, the smallest allowed, what it is)
             ("condition AUC", transfer.condition_auc, 1 - self.max_condition_auc_gap, "max_condition_auc_gap"),
-            ("share of harmful prompts the condition fires on", transfer.condition_true_positive_rate,
+            ("share of harmful prompts firing the condition", transfer.condition_true_positive_rate,
              1 - self.max_condition_miss_rate, "max_condition_miss_rate"),
             ("condition direction cosine", transfer.condition_cosine, 1 - self.max_condition_drift,
              "max_condition_drift"),
@@ -165,7 +164,7 @@ class GatePolicy(BaseModel):
                                f"({bound} {getattr(self, bound):.3f})")
         fires = transfer.condition_false_positive_rate
         if fires is not None and not math.isfinite(fires):
-            reasons.append(f"{prefix}, the share of benign prompts the condition fires on is not finite ({fires})")
+            reasons.append(f"{prefix}, the share of benign prompts firing the condition is not finite ({fires})")
         elif fires is not None and fires > self.max_condition_false_fire_rate + TOLERANCE:
             reasons.append(f"{prefix}, the condition fires on {fires:.3f} of benign prompts on the fine-tuned model "
                            f"> {self.max_condition_false_fire_rate:.3f} (max_condition_false_fire_rate)")

@@ -12,11 +12,11 @@ the held-out half). The base model is measured here for that check. Alpha 0 in t
 (the unlocked model, measured anyway) is tried first: a model that is already safe is
 published without a shift (the paper always shifts; at small scale the shift costs benign
 quality). Otherwise the first-token screen (`alpha_screen.py`: one forward pass over the
-harmful prompts per alpha, no answers generated) shortlists alphas, answers are generated for the
-shortlist first and for the rest of the grid, smallest first, only if the shortlist meets
-no gate; every alpha chosen was generated and judged. The output records the screen
-(`screen`) and every alpha generated (`curve`, in the order tried). None chosen = the gate
-will reject.
+harmful prompts per alpha, no answers generated) shortlists alphas; answers are generated
+for the shortlist first, and for the rest of the grid, smallest first, only if the
+shortlist meets no gate; every alpha chosen was generated and judged. The output records
+the screen (`screen`) and every alpha generated (`curve`, in the order tried). None
+chosen = the gate will reject.
 
 Before the grid, the registry's lock is fitted to the fine-tuned model (`fit_to_model`):
 a conditional lock's condition threshold is re-fitted on the calibration prompts it
