@@ -72,7 +72,8 @@ def assert_decision_matches_measurements(report: dict, job: dict) -> None:
     """The gate's decision is the policy applied to the figures the report shows, whatever
     they are: relock chose the first alpha of its curve that the policy passes on the
     selection prompts (every point before it fails), and the job is published exactly when
-    the relocked model passes on the held-out confirmation prompts, with the same reasons."""
+    the relocked model passes on the held-out confirmation prompts and the lock transferred
+    (relock's check), with the same reasons."""
     from service.pipeline.gate import GatePolicy
 
     policy = GatePolicy(**report["policy"])
@@ -84,7 +85,9 @@ def assert_decision_matches_measurements(report: dict, job: dict) -> None:
     else:
         assert verdicts[-1] and report["alpha_curve"][-1]["alpha"] == report["alpha"]
     passed, reasons = policy.decide(report["base"], report["unlocked"], report["relocked"])
-    assert report["reasons"] == reasons, (report["reasons"], reasons)
+    transfer = [r for r in report["reasons"] if r.startswith("lock_not_transferred: ")]  # relock's transfer check
+    assert report["reasons"] == transfer + reasons, (report["reasons"], reasons)
+    passed = passed and not transfer
     assert report["decision"] == ("published" if passed else "rejected")
     assert job["status"] == ("succeeded" if passed else "failed"), job
 
