@@ -5,8 +5,9 @@ relock chose alpha on the other half; measuring again on prompts it never saw is
 confirms the choice (an alpha that passed there by luck fails the gate here). The base
 also gets its validation loss, when there is a validation file. The relocked model is the
 fine-tuned one under the lock relock fitted to it and stored (`fitted_lock`, verified);
-the output records that lock (`lock`: kind, sha256, threshold). Each model's answers to
-the harmful prompts are also counted per category (`per_category`).
+the output records that lock (`lock`: kind, sha256, threshold). At alpha 0 the lock changes
+no logit, so the relocked figures are the unlocked ones, not measured twice. Each model's
+answers to the harmful prompts are also counted per category (`per_category`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def run(sc: StageContext) -> EvaluateOutput:
     unlocked, per_category["unlocked"] = summarise(result), category_figures(result)
     sc.progress(Progress(stage="evaluate", step=2, total_steps=3), force=True)
     relocked = applied = None
-    if alpha is not None:
+    if alpha == 0:  # the lock at strength 0 changes no logit: the relocked model is the one just measured
+        relocked, per_category["relocked"] = unlocked, per_category["unlocked"]
+        applied = lock_summary(fitted_lock(sc))
+    elif alpha is not None:
         lock = fitted_lock(sc)
         result = evaluate_model(model, tokenizer, lock=lock, alpha=alpha, **kwargs)
         relocked, per_category["relocked"] = summarise(result), category_figures(result)

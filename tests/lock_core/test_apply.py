@@ -146,3 +146,12 @@ def test_rows_split_between_threads_give_the_one_thread_deltas(monkeypatch, thre
     for layer in serial:
         torch.testing.assert_close(split[layer], serial[layer], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(locked, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention_bias", [False, True])
+def test_at_alpha_0_a_lock_changes_no_logit_bit(attention_bias):
+    """What relock and evaluate rely on when they take the unlocked model's figures for alpha 0."""
+    model = build_model("llama", attention_bias=attention_bias)
+    plain = logits(model, IDS)
+    with apply_lock(model, lock_for(model), 0.0):
+        assert torch.equal(logits(model, IDS), plain)

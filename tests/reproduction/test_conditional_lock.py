@@ -138,6 +138,16 @@ def test_remove_restores_the_model_exactly(tiny_llama, char_tokenizer, lock):
     assert all(torch.equal(v, params[k]) for k, v in tiny_llama.state_dict().items())
 
 
+def test_at_alpha_0_a_fired_lock_changes_no_logit_bit(tiny_llama, char_tokenizer, lock):
+    """What relock and evaluate rely on when they take the unlocked model's figures for alpha 0."""
+    enc = _encode(char_tokenizer, PROMPTS)
+    with torch.no_grad():
+        before = tiny_llama(**enc).logits
+        with _apply(tiny_llama, lock, 0.0, threshold=-2.0):  # the condition fires on every prompt
+            at_zero = tiny_llama(**enc).logits
+    assert torch.equal(before, at_zero)
+
+
 def test_answer_policy_also_steers_decoded_tokens(tiny_llama, char_tokenizer, lock):
     first = min(h.layer for h in lock.manifest.heads)
     keep = [i for i, h in enumerate(lock.manifest.heads) if h.layer == first]

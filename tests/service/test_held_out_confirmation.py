@@ -76,3 +76,28 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
     assert [name for name, _ in measured] == ["base", "fine-tuned", "fine-tuned+lock"]
     assert all(prompts == held_out for _, prompts in measured)
     assert out.base["harmful_rate"] == 0.0  # measured again on the held-out half, not relock's 0.75
+
+
+def test_at_alpha_0_evaluate_takes_the_unlocked_figures_for_the_relocked_model(tmp_path, monkeypatch) -> None:
+    """A lock at alpha 0 changes no logit (tests/lock_core/test_apply.py), so the fine-tuned
+    model is measured once, and the report still names the lock relock fitted."""
+    sc = _context(tmp_path)
+    sc.save_output(placeholder_output("relock").model_copy(update={"alpha": 0.0}))
+    measured: list[str] = []
+
+    def evaluate_model(model, tokenizer, *, lock=None, **_):
+        measured.append(model if lock is None else f"{model}+lock")
+        return SimpleNamespace(summary=lambda: {"harmful_rate": 0.25, "utility": 1.0, "over_refusal_rate": 0.0},
+                               junk_rate=0.0, per_category={})
+
+    monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
+    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
+    monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
+    monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
+    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
+
+    out = evaluate.run(sc)
+
+    assert measured == ["base", "fine-tuned"]
+    assert out.relocked == out.unlocked and out.alpha == 0.0
+    assert out.lock == AppliedLock(kind="head_bias", sha256="0" * 64)
