@@ -2,6 +2,7 @@
 
 from sdk.types import (
     AlphaPoint,
+    CategoryEval,
     DownloadFile,
     Eval,
     FileDeleted,
@@ -23,7 +24,7 @@ from sdk.types import (
 )
 
 __all__ = [
-    "AlphaPoint", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
+    "AlphaPoint", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
     "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
 ]
