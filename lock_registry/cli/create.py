@@ -99,6 +99,11 @@ def create(
                 f"{', '.join(given)} only apply to a conditional preset; "
                 f"preset {preset!r} makes a head_bias lock from --pairs alone"
             )
+    elif recipe.kind != "conditional":  # a kind registered elsewhere: its own data, --heads at most
+        options = {**conditional_options, "--last-tokens": last_tokens}
+        given = [name for name, value in options.items() if value is not None and name != "--benign"]
+        if given:
+            raise fail(f"{', '.join(given)} do not apply to preset {preset!r} (a {recipe.kind} lock)")
     else:
         if last_tokens is not None:
             raise fail(
@@ -114,6 +119,10 @@ def create(
         if recipe.kind == "head_bias":
             lock = _create_head_bias(
                 model, pairs, limit, dtype, device, base_model_id, preset, heads, last_tokens
+            )
+        elif recipe.kind != "conditional":
+            lock = _create_other(
+                model, pairs, benign, limit, dtype, device, base_model_id, preset, heads
             )
         else:
             overrides = {
@@ -157,9 +166,9 @@ def _create_head_bias(
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from lock_registry.create import create_lock
-    from lock_registry.pairs import load_pairs
+    from lock_registry.kinds import get_kind
 
-    pair_list = load_pairs(pairs, limit=limit)
+    pair_list = get_kind("head_bias").read_data(pairs, None, limit)
     loaded, tokenizer = _load(model, dtype, device)
     columns = (
         TextColumn("{task.description}"),
@@ -192,19 +201,18 @@ def _create_conditional(
 ) -> MetaSafetyLock:
     from dataclasses import replace
 
-    from lock_registry.conditional import POSITION_POLICIES, create_conditional_lock, labelled_from
+    from lock_registry.conditional import POSITION_POLICIES, create_conditional_lock
     from lock_registry.create import current_user
     from lock_registry.errors import LockError
     from lock_registry.fingerprint import model_fingerprint
-    from lock_registry.pairs import load_pairs, load_prompt_list
+    from lock_registry.kinds import get_kind
 
     if overrides["position"] is not None and overrides["position"] not in POSITION_POLICIES:
         raise LockError(
             f"--position {overrides['position']!r} is not one of {', '.join(POSITION_POLICIES)}"
         )
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
-    harmful = list(dict.fromkeys(p.question for p in load_pairs(pairs, limit=limit)))
-    prompts = labelled_from(harmful, load_prompt_list(benign))
+    prompts = get_kind("conditional").read_data(pairs, benign, limit)
     loaded, tokenizer = _load(model, dtype, device)
     with console.status("taking the conditional lock") as status:
         fingerprint = model_fingerprint(loaded)
@@ -218,6 +226,25 @@ def _create_conditional(
             progress=status.update,
             **recipe.options(),
         )
+
+
+def _create_other(
+    model, pairs, benign, limit, dtype, device, base_model_id, preset, heads
+) -> MetaSafetyLock:
+    """A lock of a kind registered outside lock_registry: its `read_data` reads the files."""
+    from lock_registry.create import create_lock, get_preset
+    from lock_registry.errors import LockError
+    from lock_registry.kinds import get_kind
+
+    kind = get_kind(get_preset(preset).kind)
+    if kind.read_data is None:
+        raise LockError(f"preset {preset!r} makes a {kind.name} lock, which declares no read_data: "
+                        "take it from Python with lock_registry.create.create_lock")
+    data = kind.read_data(pairs, benign, limit)
+    loaded, tokenizer = _load(model, dtype, device)
+    with console.status(f"taking the {kind.name} lock"):
+        return create_lock(loaded, tokenizer, data, base_model_id=base_model_id or model, preset=preset,
+                           **({"num_heads": heads} if heads is not None else {}))
 
 
 def import_reference_cmd(

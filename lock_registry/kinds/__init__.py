@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lock_registry.errors import LockError, LockFormatError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
 
@@ -87,6 +89,7 @@ class Recipe(Protocol):
 TensorCheck = Callable[["LockManifest", Any, Mapping[str, "torch.Tensor"]], None]
 Create = Callable[..., "MetaSafetyLock"]
 Fit = Callable[["nn.Module", Any, "MetaSafetyLock"], tuple["MetaSafetyLock", Any]]
+ReadData = Callable[["Path", "Path | None", "int | None"], Any]
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class LockKind:
     - ``presets``: its named recipes (each ``recipe.kind == name``).
     - ``fit(model, tokenizer, lock) -> (lock, record)``: the lock fitted to a fine-tuned
       model (``lock_registry.fit.fit_to_model``); None: the lock applies unchanged.
+    - ``read_data(pairs, benign, limit)``: the data ``create`` takes, read from the files
+      ``safetylock lock create --pairs FILE [--benign FILE] [--limit N]`` names, so the
+      CLI takes a lock of this kind without knowing it; None: not from the CLI.
     - ``bakeable``: applying only changes parameters a saved model carries (an o_proj
       bias), so ``save_locked`` may write the locked weights; False: it travels beside.
     """
@@ -118,6 +124,7 @@ class LockKind:
     create: Create | None = None
     presets: tuple[Recipe, ...] = ()
     fit: Fit | None = None
+    read_data: ReadData | None = None
     bakeable: bool = False
     module: str = field(default="", compare=False)  # where it was registered from
 

@@ -3,7 +3,8 @@
 The toy kind `toy_mute` is written into a temporary folder (format, create, apply, fit,
 and an `__init__.py` that registers it in one call), imported from there, and then taken,
 saved, loaded, verified, applied, baked beside a model and fitted through the core's
-entry points alone: nothing in `lock_registry/` knows it.
+entry points alone, and taken by `safetylock lock create` through its `read_data`:
+nothing in `lock_registry/` knows it.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ TOY_FILES = {
         from lock_registry.kinds import LockKind, register_kind
 
         from .apply import apply_mute
-        from .create import MuteRecipe, create_mute
+        from .create import MuteRecipe, create_mute, read_heads
         from .fit import fit_mute
         from .format import KIND, MuteFields, check_mute
 
         register_kind(LockKind(
             name=KIND, fields=MuteFields, check=check_mute, apply=apply_mute,
             create=create_mute, presets=(MuteRecipe(name="toy-mute"),), fit=fit_mute,
-            module=__name__,
+            read_data=read_heads, module=__name__,
         ))
     ''',
     "format.py": '''
@@ -111,6 +112,13 @@ TOY_FILES = {
             lock = MetaSafetyLock(manifest, tensors)
             lock.to_files()
             return lock
+
+
+        def read_heads(pairs, benign, limit):
+            """`lock create --pairs FILE`: FILE is a JSON list of [layer, head]."""
+            import json
+
+            return [tuple(pair) for pair in json.loads(pairs.read_text())][:limit]
     ''',
     "apply.py": '''
         from lock_registry.architectures import attention_output_projections
@@ -230,6 +238,29 @@ def test_a_toy_kind_in_its_own_folder_is_taken_saved_loaded_applied_baked_and_fi
     fitted, record = fit_to_model(model, None, loaded)
     assert record == {"previous_strength": 0.5} and fitted.kind_fields.strength == 0.25
     assert fitted.manifest.sha256 == lock.manifest.sha256  # same tensors
+
+
+def test_the_lock_cli_takes_a_toy_lock_through_the_kind_s_read_data(toy_kind, tmp_path, tokenizer):
+    import typer
+    from typer.testing import CliRunner
+
+    from lock_registry import cli
+
+    base = tmp_path / "base"
+    build_model("llama").save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    (tmp_path / "heads.json").write_text("[[0, 1], [1, 2]]")
+    app = typer.Typer()
+    cli.register(app)
+    args = ["lock", "create", "--model", str(base), "--pairs", str(tmp_path / "heads.json"), "--preset", "toy-mute"]
+
+    made = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "lock")])
+
+    assert made.exit_code == 0, made.output
+    lock = MetaSafetyLock.load(tmp_path / "lock")
+    assert lock.manifest.kind == TOY and lock.head_list == [(0, 1), (1, 2)]
+    refused = CliRunner().invoke(app, [*args, "--last-tokens", "3", "--out", str(tmp_path / "other")])
+    assert refused.exit_code != 0 and "--last-tokens do not apply to preset 'toy-mute'" in refused.output
 
 
 def test_a_toy_lock_that_is_tampered_with_or_malformed_is_refused(toy_kind, tmp_path):

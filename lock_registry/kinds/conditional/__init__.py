@@ -51,6 +51,7 @@ from lock_registry.kinds.conditional.create import (
     ConditionalRecipe,
     create_conditional_lock,
     create_from_recipe,
+    read_prompts,
 )
 from lock_registry.kinds.conditional.fit import (
     AlphaPoint,
@@ -103,6 +104,7 @@ __all__ = [
     "labelled_from",
     "prompt_activations",
     "ranking_auc",
+    "read_prompts",
     "with_threshold",
 ]
 
@@ -116,6 +118,7 @@ register_kind(
         create=create_from_recipe,
         presets=(CONDITIONAL,),
         fit=fit_conditional,
+        read_data=read_prompts,
         bakeable=False,
         module=__name__,
     )

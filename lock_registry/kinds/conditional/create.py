@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +33,7 @@ from lock_registry.kinds.conditional.format import (
     LabelledPrompt,
     PositionPolicy,
     conditional_lock,
+    labelled_from,
 )
 from lock_registry.lock import BaseModelRef, MetaSafetyLock
 
@@ -280,3 +282,15 @@ def create_from_recipe(
     return create_conditional_lock(
         model, tokenizer, prompts, base_model_id=base_model_id, **{**recipe.options(), **options}
     )
+
+
+def read_prompts(pairs: Path, benign: Path | None, limit: int | None) -> list[LabelledPrompt]:
+    """`lock create`'s data for this kind: the pairs' questions as harmful prompts and the
+    benign prompts file (a JSON list of strings) as the condition's negatives."""
+    from lock_registry.pairs import load_pairs, load_prompt_list
+
+    if benign is None:
+        raise LockError("a conditional lock needs benign prompts besides the harmful pairs: "
+                        "give --benign FILE (a JSON list of strings)")
+    harmful = list(dict.fromkeys(p.question for p in load_pairs(pairs, limit=limit)))
+    return labelled_from(harmful, load_prompt_list(benign))

@@ -8,7 +8,12 @@ and a sigma; applied as a constant o_proj bias, so it can be baked into the weig
 
 from lock_registry.kinds import LockKind, register_kind
 from lock_registry.kinds.head_bias.apply import apply_head_bias, head_bias_deltas
-from lock_registry.kinds.head_bias.create import PAPER, LockRecipe, create_head_bias_lock
+from lock_registry.kinds.head_bias.create import (
+    PAPER,
+    LockRecipe,
+    create_head_bias_lock,
+    read_pairs,
+)
 from lock_registry.kinds.head_bias.format import (
     KIND,
     TENSOR_NAMES,
@@ -28,6 +33,7 @@ __all__ = [
     "create_head_bias_lock",
     "head_bias_deltas",
     "head_bias_lock",
+    "read_pairs",
 ]
 
 register_kind(
@@ -38,6 +44,7 @@ register_kind(
         apply=apply_head_bias,
         build=head_bias_lock,
         create=create_head_bias_lock,
+        read_data=read_pairs,
         presets=(PAPER,),
         bakeable=True,
         module=__name__,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -109,3 +110,12 @@ def create_head_bias_lock(
         preset=asdict(recipe),
         num_pairs=len(pairs),
     )
+
+
+def read_pairs(pairs: Path, benign: Path | None, limit: int | None) -> list:
+    """`lock create`'s data for this kind: the contrastive pairs file (no benign prompts)."""
+    from lock_registry.pairs import load_pairs
+
+    if benign is not None:
+        raise LockError("a head_bias lock is taken from --pairs alone; --benign does not apply")
+    return load_pairs(pairs, limit=limit)
