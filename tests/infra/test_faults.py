@@ -35,11 +35,11 @@ from tests.fixtures.seaweedfs import (
     MASTER_TOML,
     SECRET_KEY,
     SeaweedS3,
-    _free_ports,
-    _server_command,
+    free_ports,
+    server_command,
     weed_binary,
 )
-from tests.fixtures.services import Proc, _spawn, _wait, free_port
+from tests.fixtures.services import Proc, free_port, spawn, wait_ready
 from tests.service.data import benign_records
 from tests.service.helpers import (
     OPEN_GATE,
@@ -81,9 +81,9 @@ class RestartableRedis:
         self.starts += 1
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
                 "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--databases", "16"]
-        self.proc = _spawn(args, dict(os.environ), self.root / f"redis-{self.starts}.log")
+        self.proc = spawn(args, dict(os.environ), self.root / f"redis-{self.starts}.log")
         client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-        _wait(lambda: client.ping() and client.config_get("append*")["appendfsync"] == "always",
+        wait_ready(lambda: client.ping() and client.config_get("append*")["appendfsync"] == "always",
               "redis-server", self.proc.process, self.proc.log)
 
     def shutdown(self) -> None:
@@ -134,16 +134,16 @@ class RestartableSeaweed:
         first = not self.ports
         for _attempt in range(3 if first else 1):  # a port picked as free can be taken before weed binds it
             if first:
-                self.ports = _free_ports(10)
+                self.ports = free_ports(10)
             self.starts += 1
             log = self.root / f"weed-{self.starts}.log"
             with log.open("wb") as handle:
                 self.process = subprocess.Popen(
-                    _server_command(weed, self.root / "data", config, self.ports), stdout=handle,
+                    server_command(weed, self.root / "data", config, self.ports), stdout=handle,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True,
                 )
             try:
-                _wait(self._ready, "SeaweedFS", self.process, log)
+                wait_ready(self._ready, "SeaweedFS", self.process, log)
                 return
             except RuntimeError:
                 self.stop()
