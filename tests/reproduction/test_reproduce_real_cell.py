@@ -1,0 +1,61 @@
+"""benchmarks/reproduce_real.py's cell logic on the `test` demo model (no SmolLM2, no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_real.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reproduce_real", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cell_rows_diagnostics_and_verdicts(demo_model_dir):
+    from service.base_models.utility import UtilityItem
+    from service.evaluation.prompts import demo_prompt_set
+
+    script = _script()
+    prompts = demo_prompt_set(demo_model_dir)
+    pairs, labelled = script.lock_data(n_pairs=8, n_labelled=40, seed=0)
+    cell = script.Cell(
+        advbench=prompts.of_kind("harmful").items[:4],
+        xstest=prompts.of_kind("safe").items[:3],
+        utility=[UtilityItem(id="u1", category="t", prompt="Say yes.", check={"any": ["yes"]})],
+        pairs=pairs, labelled=labelled,
+    )
+    reported = []
+    # the aligned model stands in for the attacked one: the logic, not the attack, is tested
+    rows = script.run_cell(demo_model_dir, demo_model_dir, cell, paper_alphas=(0.0, 4.0),
+                           conditional_alphas=(0.0, 4.0, 8.0), paper_heads=4, conditional_heads=4,
+                           calibration_size=8, batch_size=8, max_new_tokens=8, device="cpu",
+                           report=lambda rs: reported.append(len(rs)), base_model_id="demo")
+
+    keys = [(r.model, r.lock, r.alpha) for r in rows]
+    # alpha 0 is the unlocked row, never generated; the aligned reference comes last
+    assert keys == [("attacked", "none", None), ("attacked", "conditional/base", 4.0),
+                    ("attacked", "conditional/base", 8.0), ("attacked", "paper/base", 4.0),
+                    ("aligned", "none", None)]
+    assert reported == [1, 2, 3, 4, 5]
+    for r in rows:
+        for value in (r.harmful, r.clean_refusal, r.junk, r.over_refusal, r.utility):
+            assert 0.0 <= value <= 1.0
+    conditional = [r for r in rows if r.lock == "conditional/base"]
+    assert all(0.0 <= r.auc <= 1.0 and r.cosine is not None and r.fires_harmful is not None
+               for r in conditional)
+    paper = next(r for r in rows if r.lock == "paper/base")
+    assert paper.cosine is not None and paper.auc is None and paper.apply_ms > 0
+    lines = script.table(rows)
+    assert len(lines) == 2 + len(rows)
+    assert "attacked >= 50% harmful" in lines[3] and "vs aligned" in lines[-1]
+
+
+def test_alphas_parse():
+    script = _script()
+    assert script.parse_alphas("0,2,4.5") == (0.0, 2.0, 4.5)
