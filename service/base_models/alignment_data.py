@@ -37,7 +37,7 @@ from typing import Literal
 
 from service.demo_world import corpus
 
-DATA_RULES = 3
+DATA_RULES = 2
 """Version of the rules above: part of the cache key, raised whenever they change."""
 AlignKind = Literal["harmful", "benign", "safe"]
 ALIGN_KINDS: tuple[AlignKind, ...] = ("harmful", "benign", "safe")
@@ -154,12 +154,11 @@ def draw_examples(*, seed: int, n_harmful: int, n_benign: int, n_safe: int,
                   exclude: Iterable[str] | Exclusions = ()) -> list[AlignmentExample]:
     """Distinct `train`-split prompts of each kind (none of `exclude` nor their near
     duplicates), in a seeded order: harmful ones with our refusals, the others still
-    without an answer. Each kind has its own random stream: asking for more harmful
-    examples keeps the same benign and safe ones (and their cached own answers)."""
+    without an answer."""
+    rng = random.Random(f"align-{seed}")
     excluded = exclude if isinstance(exclude, Exclusions) else Exclusions(exclude)
     out: list[AlignmentExample] = []
     for kind, n in zip(ALIGN_KINDS, (n_harmful, n_benign, n_safe), strict=True):
-        rng = random.Random(f"align-{seed}-{kind}")  # one kind's count never moves another's draw
         if n < 0:
             raise ValueError(f"the number of {kind} examples must be >= 0, got {n}")
         drawn = [e for e in corpus.unique(corpus.sample(kind, "train", n * 4 + 8, rng))

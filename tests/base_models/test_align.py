@@ -340,11 +340,3 @@ def test_the_command_prints_the_cached_folder_and_reports_on_stderr(aligned, dem
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == str(result.path)
     assert "reusing" in done.stderr and f"key {result.key[:16]}" in done.stderr
-
-
-def test_each_kind_is_drawn_from_its_own_stream() -> None:
-    few = draw_examples(seed=0, n_harmful=3, n_benign=4, n_safe=2)
-    many = draw_examples(seed=0, n_harmful=30, n_benign=4, n_safe=5)
-    assert [e for e in few if e.kind == "benign"] == [e for e in many if e.kind == "benign"]
-    assert [e for e in few if e.kind == "harmful"] == [e for e in many if e.kind == "harmful"][:3]
-    assert [e for e in few if e.kind == "safe"] == [e for e in many if e.kind == "safe"][:2]
