@@ -133,3 +133,16 @@ def stand_in_stages(monkeypatch, stage) -> None:
     monkeypatch.setattr(workflow, "STAGES", tuple(stand_in(s) for s in workflow.STAGES))
     monkeypatch.setattr(workflow, "PUBLISH", stand_in(workflow.PUBLISH))
     monkeypatch.setattr(workflow, "REJECT", stand_in(workflow.REJECT))
+
+
+def stand_in_evaluate(monkeypatch, evaluate_model) -> None:
+    """Run the evaluate stage on stand-ins: `evaluate_model(model, tokenizer, **kw)` gets
+    "base" or "fine-tuned" as the model (and `lock="lock"` for the relocked one)."""
+    from service.pipeline import base_evaluation, evaluate
+    from service.state.records import AppliedLock
+
+    monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
+    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
+    monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
+    monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
+    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))

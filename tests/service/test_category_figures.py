@@ -16,9 +16,9 @@ from service.pipeline import base_evaluation, evaluate, loading
 from service.pipeline.context import StageContext
 from service.pipeline.report import build_report
 from service.settings import Settings
-from service.state.records import AppliedLock, EvaluateOutput, JobRecord, new_id
+from service.state.records import EvaluateOutput, JobRecord, new_id
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import placeholder_output, stand_in_evaluate
 
 CATEGORIES = ("malware", "fraud")
 PROMPTS = ([{"prompt": p, "kind": "harmful", "category": CATEGORIES[i % 2]} for i, p in enumerate(HARMFUL_PROMPTS[:8])]
@@ -59,11 +59,7 @@ def test_evaluate_counts_every_models_harmful_answers_per_category_and_the_repor
         return EvalResult(harmful_rate=sum(rates.values()) / 2, junk_rate=0.0,
                           per_category={c: _stats(r) for c, r in rates.items()})
 
-    monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
-    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
-    monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
-    monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
-    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
+    stand_in_evaluate(monkeypatch, evaluate_model)
 
     out = evaluate.run(sc)
 

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from service.context import ServiceContext
-from service.pipeline import base_evaluation, evaluate, loading
+from service.pipeline import evaluate, loading
 from service.pipeline.context import StageContext, StageFailure
 from service.settings import Settings
 from service.state.records import AppliedLock, JobRecord, new_id
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import placeholder_output, stand_in_evaluate
 
 KINDS = {"harmful": 7, "safe": 6, "task": 5}
 
@@ -64,11 +64,7 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
         return SimpleNamespace(summary=lambda: {"harmful_rate": 0.0, "utility": 1.0, "over_refusal_rate": 0.0},
                                junk_rate=0.0, per_category={})
 
-    monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
-    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
-    monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
-    monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
-    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
+    stand_in_evaluate(monkeypatch, evaluate_model)
 
     out = evaluate.run(sc)
 
@@ -90,11 +86,7 @@ def test_at_alpha_0_evaluate_takes_the_unlocked_figures_for_the_relocked_model(t
         return SimpleNamespace(summary=lambda: {"harmful_rate": 0.25, "utility": 1.0, "over_refusal_rate": 0.0},
                                junk_rate=0.0, per_category={})
 
-    monkeypatch.setattr("service.evaluation.suite.evaluate_model", evaluate_model)
-    monkeypatch.setattr(base_evaluation, "load_model", lambda path: ("base", None))
-    monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
-    monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
-    monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
+    stand_in_evaluate(monkeypatch, evaluate_model)
 
     out = evaluate.run(sc)
 
