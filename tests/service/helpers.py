@@ -146,3 +146,31 @@ def stand_in_evaluate(monkeypatch, evaluate_model) -> None:
     monkeypatch.setattr(evaluate, "trained_model", lambda sc: ("fine-tuned", None))
     monkeypatch.setattr(evaluate, "fitted_lock", lambda sc: "lock")
     monkeypatch.setattr(evaluate, "lock_summary", lambda lock: AppliedLock(kind="head_bias", sha256="0" * 64))
+
+
+def run_trained_job(tmp_path, models, lock, trained: str, **settings):
+    """Publish `lock` as the tiny base's production lock (`models/base`, evaluation prompts
+    `models/prompts.jsonl`) and run a job whose train stage is done (`models/<trained>` as
+    its trained model): its stage context and final status."""
+    from service.context import ServiceContext
+    from service.pipeline.context import StageContext
+    from service.pipeline.train import TRAINED
+    from service.pipeline.workflow import run_job
+    from service.settings import Settings
+    from service.state.records import JobRecord, TrainOutput, new_id
+
+    ctx = ServiceContext(Settings(
+        data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
+        base_models={TINY_BASE: str(models / "base")}, eval_prompts=str(models / "prompts.jsonl"),
+        eval_max_new_tokens=4, **{"alpha_grid": [4.0], **OPEN_GATE, **settings},
+    ))  # fmt: skip
+    info = ctx.registry.publish(lock.save(tmp_path / "lock"), base_model=TINY_BASE, actor="tests")
+    ctx.registry.promote(f"{TINY_BASE}@v{info.version}", "production", actor="tests")
+    tenant, _ = ctx.records.create_tenant("acme")
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=TINY_BASE, training_file="file-x")
+    ctx.records.add_job(job)
+    sc = StageContext(ctx, job.id)
+    ctx.store.upload_dir(models / trained, sc.key(TRAINED))
+    sc.save_output(placeholder_output("validate"))
+    sc.save_output(TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="full"))
+    return sc, run_job(ctx, job.id)

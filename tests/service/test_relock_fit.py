@@ -24,21 +24,16 @@ from service.context import ServiceContext
 from service.pipeline.context import StageContext
 from service.pipeline.loading import FITTED_LOCK, load_model
 from service.pipeline.publish import model_id_for
-from service.pipeline.train import TRAINED
-from service.pipeline.workflow import run_job
-from service.settings import Settings
 from service.state.records import (
     EvaluateOutput,
     GateOutput,
     JobRecord,
     RelockOutput,
-    TrainOutput,
-    new_id,
 )
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-from tests.service.helpers import OPEN_GATE, placeholder_output
 from tests.service.helpers import TINY_BASE as BASE
+from tests.service.helpers import run_trained_job
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +77,8 @@ def _run(
     tmp_path, models, lock: MetaSafetyLock, trained: str
 ) -> tuple[ServiceContext, JobRecord, str]:
     """Publish `lock` as the base's production lock and run a job whose train stage is done."""
-    ctx = ServiceContext(Settings(
-        data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
-        base_models={BASE: str(models / "base")}, eval_prompts=str(models / "prompts.jsonl"),
-        eval_max_new_tokens=4, alpha_grid=[4.0], **OPEN_GATE,
-    ))  # fmt: skip
-    info = ctx.registry.publish(lock.save(tmp_path / "lock"), base_model=BASE, actor="tests")
-    ctx.registry.promote(f"{BASE}@v{info.version}", "production", actor="tests")
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=BASE, training_file="file-x")
-    ctx.records.add_job(job)
-    sc = StageContext(ctx, job.id)
-    ctx.store.upload_dir(models / trained, sc.key(TRAINED))
-    sc.save_output(placeholder_output("validate"))
-    sc.save_output(TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="full"))
-    return ctx, job, run_job(ctx, job.id)
+    sc, status = run_trained_job(tmp_path, models, lock, trained)
+    return sc.ctx, sc.ctx.records.get_job(sc.job_id), status
 
 
 def _stored_lock(ctx: ServiceContext, key: str) -> MetaSafetyLock:

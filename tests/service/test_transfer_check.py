@@ -27,21 +27,18 @@ from service.context import ServiceContext
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy
 from service.pipeline.loading import load_model
-from service.pipeline.train import TRAINED
-from service.pipeline.workflow import run_job
 from service.settings import Settings
 from service.state.records import (
     GateOutput,
     JobRecord,
     RelockOutput,
-    TrainOutput,
     TransferCheck,
     new_id,
 )
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-from tests.service.helpers import OPEN_GATE, placeholder_output
 from tests.service.helpers import TINY_BASE as BASE
+from tests.service.helpers import placeholder_output, run_trained_job
 
 
 def _reflect(model, direction: torch.Tensor, through_layer: int) -> None:
@@ -92,21 +89,7 @@ def setup(tmp_path_factory, tiny_llama, char_tokenizer, labelled_prompts):
 
 def _run(tmp_path, root, lock: MetaSafetyLock, trained: str, **settings) -> tuple[StageContext, str]:
     """Publish `lock` as the base's production lock and run a job whose train stage is done."""
-    ctx = ServiceContext(Settings(
-        data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
-        base_models={BASE: str(root / "base")}, eval_prompts=str(root / "prompts.jsonl"),
-        eval_max_new_tokens=4, alpha_grid=[0.0, 4.0], **{**OPEN_GATE, **settings},
-    ))  # fmt: skip
-    info = ctx.registry.publish(lock.save(tmp_path / "lock"), base_model=BASE, actor="tests")
-    ctx.registry.promote(f"{BASE}@v{info.version}", "production", actor="tests")
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=BASE, training_file="file-x")
-    ctx.records.add_job(job)
-    sc = StageContext(ctx, job.id)
-    ctx.store.upload_dir(root / trained, sc.key(TRAINED))
-    sc.save_output(placeholder_output("validate"))
-    sc.save_output(TrainOutput(steps=1, train_loss=1.0, seconds=0.0, method="full"))
-    return sc, run_job(ctx, job.id)
+    return run_trained_job(tmp_path, root, lock, trained, alpha_grid=[0.0, 4.0], **settings)
 
 
 def test_a_normal_job_passes_with_its_transfer_figures_recorded(tmp_path, setup) -> None:
