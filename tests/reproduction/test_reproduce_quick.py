@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_paper.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("reproduce_paper", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from tests.reproduction.benchmarks import load_benchmark
 
 
 @pytest.mark.slow
 def test_quick_reproduction_writes_the_table_plot_and_rows(tmp_path, demo_model):
-    script = _script()
+    script = load_benchmark("reproduce_paper")
     out = tmp_path / "reproduction.md"
     rows_path = tmp_path / "rows.json"
     assert script.main(["--quick", "--out", str(out), "--json", str(rows_path),

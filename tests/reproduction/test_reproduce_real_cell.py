@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_real.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("reproduce_real", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from tests.reproduction.benchmarks import load_benchmark
 
 
 def test_cell_rows_diagnostics_and_verdicts(demo_model_dir):
     from service.base_models.utility import UtilityItem
     from service.evaluation.prompts import demo_prompt_set
 
-    script = _script()
+    script = load_benchmark("reproduce_real")
     prompts = demo_prompt_set(demo_model_dir)
     pairs, labelled = script.lock_data(n_pairs=8, n_labelled=40, seed=0)
     cell = script.Cell(
@@ -57,5 +45,5 @@ def test_cell_rows_diagnostics_and_verdicts(demo_model_dir):
 
 
 def test_alphas_parse():
-    script = _script()
+    script = load_benchmark("reproduce_real")
     assert script.parse_alphas("0,2,4.5") == (0.0, 2.0, 4.5)
