@@ -74,7 +74,9 @@ def judge_command(
 
 @eval_app.command("harmful")
 def harmful_command(
-    model: Annotated[Path, typer.Option("--model", help="model directory (save_pretrained)")],
+    model: Annotated[Path, typer.Option(
+        "--model", help="model directory (save_pretrained); a published model (with its "
+                        "safetylock/ folder) is evaluated as published, its lock applied")],
     prompts: Annotated[
         Path | None,
         typer.Option(
@@ -112,13 +114,23 @@ def harmful_command(
     if alpha is not None and lock is None:
         _fail("--alpha needs --lock")
 
-    from service.evaluation.loading import load_lock, load_model
+    from lock_registry.errors import LockError
+    from service.evaluation.loading import is_published, load_lock, load_model, load_published
     from service.evaluation.suite import evaluate_model
 
+    if lock is not None and is_published(model):
+        _fail(f"{model}: a published model carries its own lock (safetylock/); it is evaluated "
+              "with that lock, so --lock cannot be added")
     try:
-        lm, tokenizer = load_model(model)
+        if is_published(model):
+            lm, tokenizer, locked = load_published(model)
+            typer.echo(f"{model}: published model, evaluated with its {locked.lock.manifest.kind} "
+                       f"lock at alpha {locked.alpha:g} ({'baked' if locked.baked else 'applied on load'})",
+                       err=True)
+        else:
+            lm, tokenizer = load_model(model)
         lock_obj = load_lock(lock) if lock else None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, LockError) as e:
         _fail(str(e))
 
     def progress(phase: str, done: int, total: int) -> None:
