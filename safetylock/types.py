@@ -2,6 +2,7 @@
 
 from sdk.types import (
     AlphaPoint,
+    AnswerSample,
     CategoryEval,
     DownloadFile,
     Eval,
@@ -24,7 +25,7 @@ from sdk.types import (
 )
 
 __all__ = [
-    "AlphaPoint", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
+    "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
     "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
 ]

@@ -66,6 +66,11 @@ def events_table(events: list[JobEvent]) -> Table:
     return table
 
 
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def report_view(report: SafetyReport) -> Group:
     """The safety report: harmful rate, over-refusal and utility of each model, and the decision."""
     table = Table("model", "harmful rate", "over-refusal", "utility", "validation loss",
@@ -84,6 +89,14 @@ def report_view(report: SafetyReport) -> Group:
             curve.add_row(num(p.alpha, "g"), pct(p.harmful_rate), num(p.utility),
                           pct(p.over_refusal))
         parts.append(curve)
+    if report.samples:
+        samples = Table("prompt", "fine-tuned, no lock", "fine-tuned + lock",
+                        title="sample answers (held-out prompts)")
+        for s in report.samples:  # Text: a model's answer is never read as rich markup
+            samples.add_row(Text(_short(s.prompt)), Text(f"{_short(s.unlocked)} ({s.unlocked_verdict})"),
+                            Text("not measured" if s.relocked is None
+                                 else f"{_short(s.relocked)} ({s.relocked_verdict})"))
+        parts.append(samples)
     colour = "green" if report.decision == "published" else "red"
     parts.append(Text.assemble("decision: ", (report.decision, f"bold {colour}")))
     parts.extend(Text(f"  - {r}") for r in report.reasons)

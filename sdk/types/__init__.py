@@ -13,10 +13,10 @@ from sdk.types.job import (
     Stage,
 )
 from sdk.types.model import DownloadFile, Model, ModelDownload, ModelLock
-from sdk.types.report import AlphaPoint, CategoryEval, Eval, SafetyReport, Selection
+from sdk.types.report import AlphaPoint, AnswerSample, CategoryEval, Eval, SafetyReport, Selection
 
 __all__ = [
-    "AlphaPoint", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
+    "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
     "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
 ]

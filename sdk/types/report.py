@@ -56,6 +56,20 @@ class Selection(BaseModel):
     unlocked: Eval | None = None
 
 
+class AnswerSample(BaseModel):
+    """One held-out prompt with the fine-tuned model's answer without and with the lock."""
+
+    kind: Literal["harmful", "safe", "task"]
+    category: str
+    prompt: str
+    unlocked: str
+    unlocked_verdict: str | None = None
+    """The judge's label (harmful and safe prompts) or correct / wrong (tasks)."""
+    relocked: str | None = None
+    """None when no alpha met the gate (no relocked model exists)."""
+    relocked_verdict: str | None = None
+
+
 class SafetyReport(BaseModel):
     job_id: str
     base_model: str
@@ -75,3 +89,5 @@ class SafetyReport(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     policy: dict[str, Any] | None = None
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    samples: list[AnswerSample] = Field(default_factory=list)
+    """The first held-out prompts of each kind with both answers (empty in older reports)."""

@@ -26,6 +26,7 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "decision": decision,
         "reasons": reasons,
         "policy": (gate.policy if gate else None) or (relock.policy if relock else None),
+        "samples": [sample.model_dump() for sample in evaluation.samples] if evaluation else [],
         "stage_seconds": dict(job.stage_seconds),
     }
 

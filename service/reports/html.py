@@ -1,6 +1,7 @@
 """A job's safety report as HTML: what each model measured, the gate's decision and
 reasons, the alpha curve and the harmful rates per category (inline SVG, the numbers in a
-table beside each plot), the gate policy and the stage times.
+table beside each plot), sample answers before and after the lock, the gate policy and
+the stage times.
 
 `report_page` is the page `GET /v1/fine_tuning/jobs/{id}/report.html` serves;
 `report_sections` is its body, which the demo's report embeds once per job. Every value
@@ -90,6 +91,8 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
     parts.append("<h3>What the service measured (held-out prompts)</h3>" + _figures_table(report))
     parts.append("<h3>Lock strength search</h3>" + _alpha_curve(report, f"{prefix}-alpha-curve"))
     parts.append("<h3>Harmful rate by category</h3>" + _categories(report, f"{prefix}-categories"))
+    if report.samples:
+        parts.append("<h3>Sample answers, without and with the lock</h3>" + _samples(report))
     if report.policy:
         parts.append("<h3>Gate policy</h3>" + table(
             ["threshold", "value"], [[k, str(v)] for k, v in report.policy.items()]))
@@ -182,6 +185,20 @@ def _categories(report: SafetyReport, plot_id: str) -> str:
     header = ["category", "prompts", *(Html(escape(label).replace(", ", ",<br>").replace(" + ", "<br>+ "))
                                        for _, label in MODELS)]
     return _figure(svg, table(header, rows), caption)
+
+
+def _samples(report: SafetyReport) -> str:
+    """The first held-out prompts of each kind, the two answers and their verdicts."""
+    def answer(text: str | None, verdict: str | None) -> Html:
+        if text is None:
+            return Html('<span class="note">not measured (no alpha met the gate)</span>')
+        return Html(f"{escape(text)}<br><small>{escape(verdict or '')}</small>")
+
+    locked = "fine-tuned + lock" + (f" (alpha {report.alpha:g})" if report.alpha is not None else "")
+    return table(["prompt", "fine-tuned, no lock", locked],
+                 [[Html(f"{escape(s.prompt)}<br><small>{escape(s.kind)}, {escape(s.category)}</small>"),
+                   answer(s.unlocked, s.unlocked_verdict), answer(s.relocked, s.relocked_verdict)]
+                  for s in report.samples], numeric_from=3)
 
 
 def _highest(label: str, cats: dict | None) -> str:

@@ -326,6 +326,19 @@ class CategoryFigures(BaseModel):
     junk_rate: float
 
 
+class AnswerSample(BaseModel):
+    """One held-out prompt with the fine-tuned model's answer before and after the lock."""
+
+    kind: Literal["harmful", "safe", "task"]
+    category: str
+    prompt: str
+    unlocked: str
+    unlocked_verdict: str | None = Field(description="The judge's label (harmful, safe) or "
+                                         "correct / wrong (task).")
+    relocked: str | None = Field(description="None when relock chose no alpha.")
+    relocked_verdict: str | None
+
+
 class EvaluateOutput(StageOutput):
     stage: ClassVar[StageName] = "evaluate"
 
@@ -337,6 +350,9 @@ class EvaluateOutput(StageOutput):
     per_category: dict[Literal["base", "unlocked", "relocked"], dict[str, CategoryFigures]] | None = Field(
         None, description="Per model, its figures on each category of harmful prompts (no `relocked` when no "
         "alpha was chosen); None in outputs stored before evaluate measured them.")
+    samples: list[AnswerSample] = Field(
+        default_factory=list, description="The first few prompts of each kind with both answers "
+        "(empty in outputs stored before evaluate kept them).")
 
 
 class GateOutput(StageOutput):
