@@ -43,7 +43,7 @@ from service.base_models.alignment_data import (
     with_own_answers,
 )
 from service.hashing import sha256_file
-from service.training import TrainConfig, TrainProgress, train_sft
+from service.training import TrainConfig, TrainProgress, train_sft, training_precision
 
 RECORD = "alignment.json"
 DATA = "alignment_data.jsonl"
@@ -157,6 +157,7 @@ def alignment_key(input_sha256: str, examples: list[AlignmentExample], recipe: A
         "data": [[e.kind, e.category, e.prompt, e.target] for e in examples],
         "recipe": asdict(recipe),
         "software": software if software is not None else _software(),
+        "precision": training_precision(),  # bf16 autocast and fp32 train different models
     })
 
 
@@ -304,6 +305,7 @@ def _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_
             "sha256": data_sha,
         },
         "training": {"steps": result.steps, "train_loss": round(result.train_loss, 4),
+                     "precision": training_precision(),
                      "losses": [round(x, 4) for x in result.losses]},
         "seconds": seconds,
         "torch_threads": torch.get_num_threads(),

@@ -1,7 +1,12 @@
 """Supervised fine-tuning on TRL's SFTTrainer (LoRA merged afterwards, or full)."""
 
 from service.training.config import TrainConfig, TrainProgress, TrainResult
-from service.training.sft import TrainingCancelled, records_to_prompt_completion, train_sft
+from service.training.sft import (
+    TrainingCancelled,
+    records_to_prompt_completion,
+    train_sft,
+    training_precision,
+)
 
 __all__ = [
     "TrainConfig",
@@ -10,4 +15,5 @@ __all__ = [
     "TrainingCancelled",
     "records_to_prompt_completion",
     "train_sft",
+    "training_precision",
 ]

@@ -198,6 +198,16 @@ def test_the_key_changes_with_the_model_the_data_and_the_recipe_and_nothing_else
     assert alignment_key("a" * 64, examples[:-1], SMALL, SOFTWARE) != base
 
 
+def test_the_key_changes_with_the_training_precision(monkeypatch) -> None:
+    from service.base_models import align
+
+    examples = SMALL.examples()
+    monkeypatch.setattr(align, "training_precision", lambda: "fp32")
+    fp32 = alignment_key("a" * 64, examples, SMALL, SOFTWARE)
+    monkeypatch.setattr(align, "training_precision", lambda: "bf16")
+    assert alignment_key("a" * 64, examples, SMALL, SOFTWARE) != fp32
+
+
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(AlignRecipe)])
 def test_every_recipe_field_is_part_of_the_key(field) -> None:
     value = getattr(SMALL, field)

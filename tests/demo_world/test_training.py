@@ -97,3 +97,32 @@ def test_config_rejects_nonsense():
         TrainConfig(method="qlora")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0)
+
+
+@pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "fp32"), (True, False, "fp32"),
+                                                       (True, True, "bf16")])
+def test_training_precision_is_fp32_unless_a_gpu_has_bf16(monkeypatch, cuda, bf16, expected) -> None:
+    """TRL's SFTConfig would autocast to bf16 on a CPU too (slow and CPU-dependent there)."""
+    from service.training import training_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert training_precision() == expected
+
+
+def test_train_sft_asks_trl_for_the_training_precision(tiny_base, tmp_path, monkeypatch) -> None:
+    import trl
+
+    seen = []
+    real = trl.SFTConfig
+
+    def config(*args, **kwargs):
+        seen.append(kwargs.get("bf16"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "SFTConfig", config)
+    train_sft(tiny_base, RECORDS[:4], tmp_path / "out",
+              TrainConfig(method="full", max_steps=1, batch_size=4, learning_rate=1e-3))
+    from service.training import training_precision
+
+    assert seen == [training_precision() == "bf16"]  # False on a CPU: fp32, not TRL's default
