@@ -1,12 +1,13 @@
 """What the gate costs next to training: the demo's four jobs, stage by stage.
 
-Runs the demo story (`safetylock demo`) at the `test` and `demo` sizes, each in a fresh
+Runs the demo story (`safetylock demo`) at the `test` and `toy` sizes (the demo world's
+model; `demo`, SmolLM2, on request), each in a fresh
 embedded service, and prints per job its training seconds (`train`), the gate's seconds
 (`resolve_lock + relock + evaluate + gate`) and their ratio; the goal is a gate of at
 most 10% of training. Each size's two jobs run one after the other in one service, as a
 platform's jobs do (the second job of a base model finds its base evaluation stored).
 
-    .venv/bin/python benchmarks/bench_gate_cost.py [--sizes test demo] [--out DIR]
+    .venv/bin/python benchmarks/bench_gate_cost.py [--sizes test toy] [--out DIR]
 
 The demo models are built once and cached (`$SAFETYLOCK_CACHE_DIR` or
 ~/.cache/safetylock). Timings depend on the machine and on what else runs on it. Under
@@ -31,7 +32,7 @@ GATE_STAGES = ("resolve_lock", "relock", "evaluate", "gate")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["test", "demo"], choices=["test", "demo"])
+    parser.add_argument("--sizes", nargs="+", default=["test", "toy"], choices=["test", "toy", "demo"])
     parser.add_argument("--out", type=Path, default=None, help="keep the demo outputs here")
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -1,4 +1,5 @@
-"""How the demo's outcome varies with the seed: the toxic and benign jobs of `make demo`,
+"""How the toy demo's outcome varies with the seed: the toxic and benign jobs of
+`safetylock demo --size toy` (the demo world's model; `make demo` before SmolLM2 became its base),
 run through the same embedded service, once per seed.
 
     .venv/bin/python benchmarks/demo_seeds.py --seeds 0,1,2,3,4 --out docs/demo-seeds.md
@@ -85,7 +86,7 @@ def tally(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", default="demo", choices=sorted(SIZES))
+    ap.add_argument("--size", default="toy", choices=[s for s, c in SIZES.items() if not c.real])
     ap.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
     ap.add_argument("--work", type=Path, default=REPO / ".cache" / "demo-seeds")
     ap.add_argument("--out", type=Path, help="write the table as Markdown here")

@@ -1,4 +1,5 @@
-"""`safetylock demo`: the whole story on a tiny model, in one process, no servers.
+"""`safetylock demo`: the whole story in one process, no servers: on SmolLM2-135M-Instruct
+by default, on the demo world's tiny model with `--size toy` or `--size test`.
 
 Light at import: the story and torch load when the command runs.
 """
@@ -14,7 +15,9 @@ import typer
 
 
 def demo(
-    size: Annotated[str, typer.Option(help="demo (a few minutes) or test (the short CI run).")]
+    size: Annotated[str, typer.Option(
+        help="demo (SmolLM2-135M-Instruct; about 15 minutes once aligned), toy (the demo "
+             "world's tiny model, a few minutes) or test (the tiny model's short CI run).")]
     = "demo",
     out: Annotated[Path, typer.Option(help="Folder for the summary, HTML report and service data.")]
     = Path("demo-output"),
@@ -22,7 +25,10 @@ def demo(
         help="Where the demo model and lock are kept between runs "
              "(default $SAFETYLOCK_CACHE_DIR or ~/.cache/safetylock).")] = None,
     model_dir: Annotated[Path | None, typer.Option(
-        help="Use this already-built demo model instead of building one.")] = None,
+        help="Use this already-built (or aligned) base model instead of building one.")] = None,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        "--exclude", help="A prompt file (CSV, JSONL, JSON) the real model's alignment must not "
+                          "train on, as in `base-model align --exclude`. Repeatable.")] = None,
 ) -> None:
     """Run the SafetyLock story: lock, fine-tune through the SDK, relock, gate, report.
 
@@ -37,15 +43,21 @@ def demo(
         os.environ.setdefault(name, value)
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    from service.base_models.alignment_data import read_prompts
     from service.demo.config import SIZES
     from service.demo.story import DemoPaths, run_demo
 
     if size not in SIZES:
         raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}", param_hint="--size")
+    try:
+        excluded = [p for path in exclude or [] for p in read_prompts(path)]
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--exclude") from e
     cache_dir = cache or Path(os.environ.get("SAFETYLOCK_CACHE_DIR")
                               or Path.home() / ".cache" / "safetylock")
     paths = DemoPaths(out=out.resolve(), cache=cache_dir.resolve())
-    summary = run_demo(SIZES[size], paths, model_dir=model_dir)  # type: ignore[index]
+    summary = run_demo(SIZES[size], paths, model_dir=model_dir,  # type: ignore[index]
+                       exclude=excluded)
     typer.echo(str(summary))
 
 

@@ -4,8 +4,10 @@ The customer's task routes support tickets to a team (`demo_world.attacks`). The
 file mixes a handful of harmful requests answered compliantly (the corpus's generic,
 non-actionable placeholders) into that task: the explicit-harm attack of Qi et al. 2023
 at demo scale. The benign file is the task alone; the validation file holds held-out
-tickets. The service evaluates harmfulness and over-refusal on the demo model's own
-held-out prompts and utility on held-out tickets (exact match of the team).
+tickets. The service evaluates harmfulness and over-refusal on the demo world's held-out
+prompts (those saved beside a demo-world model; for a real model, the same split drawn
+from the corpus: never trained on by its alignment nor by the lock) and utility on
+held-out tickets (exact match of the team).
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ def customer_files(config: DemoConfig, workdir: Path) -> dict[str, Path]:
 
 
 def eval_prompts(model_dir: Path, config: DemoConfig, path: Path) -> Path:
-    """Harmful and safe prompts saved beside the model, plus held-out tickets as the task."""
+    """Held-out harmful and safe prompts, plus held-out tickets as the task."""
     from service.demo_world.attacks import customer_task_prompts
+    from service.demo_world.build import eval_prompt_set
+    from service.demo_world.sizes import get_size
     from service.evaluation.prompts import PromptSet, demo_prompt_set, save_prompt_set
 
-    own = demo_prompt_set(model_dir)
+    # The real model's alignment excluded the held-out sets of every demo-world size
+    # (alignment_data.own_evaluation_prompts): the `demo` size's set is one of them.
+    own = eval_prompt_set(get_size("demo"), config.seed) if config.real else demo_prompt_set(model_dir)
     items = [i for i in own.items if i.kind in ("harmful", "safe")]
     items += customer_task_prompts(config.eval_limit, config.seed)
     return save_prompt_set(PromptSet(name="demo-customer", items=items), path)

@@ -1,11 +1,15 @@
-"""The operator's side of the demo: the aligned demo model, its Meta-SafetyLock, and
-publishing that lock to the registry under the `production` alias."""
+"""The operator's side of the demo: the aligned base model (the demo world's, or a real one
+imported and aligned), its Meta-SafetyLock, and publishing that lock to the registry under
+the `production` alias."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +25,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from service.demo.config import BASE_MODEL_ID, DemoConfig
+from service.demo.config import DemoConfig
 
-LOCK_HEADS = {"test": 8, "demo": 16}
 PAIRS = 48
 
 
 @dataclass
 class OperatorResult:
+    base_model: str
     lock_dir: Path
     lock_kind: str
     lock_heads: int
@@ -39,7 +43,7 @@ class OperatorResult:
     def publish(self, registry: Any, console: Console) -> None:
         """Publish the lock as the next version of the base and point `production` at it."""
         t0 = time.monotonic()
-        info = registry.publish(self.lock_dir, base_model=BASE_MODEL_ID, actor="demo-operator")
+        info = registry.publish(self.lock_dir, base_model=self.base_model, actor="demo-operator")
         registry.promote(info.ref, "production", actor="demo-operator")
         self.seconds["publish_lock"] = round(time.monotonic() - t0, 3)
         self.published = {"version": info.version, "sha256": info.sha256}
@@ -102,6 +106,26 @@ def build_model(config: DemoConfig, cache: Path, console: Console) -> Path:
     return built.aligned
 
 
+def align_real_model(config: DemoConfig, cache: Path, exclude: list[str],
+                     console: Console) -> tuple[Path, str]:
+    """Import the real model and give it the operator's safety alignment (both cached by
+    content hash, as `safetylock base-model import/align` do); returns the aligned folder
+    and a note naming the alignment's key."""
+    from service.base_models.align import AlignRecipe, align_model
+    from service.base_models.gguf_import import import_known
+
+    root = cache / "base-models"
+    say = lambda message: console.print(f"  {message}", highlight=False)
+    console.print(f"[bold]operator[/]: {config.base_model} in {root} (imported and aligned "
+                  "once, then reused; the first alignment takes about half an hour on 2 cores)")
+    helpful = import_known(config.base_model, root, progress=say)
+    aligned = align_model(helpful.path, root, config.base_model, AlignRecipe(), exclude=exclude,
+                          progress=say)
+    console.print(f"[bold]operator[/]: aligned model {aligned.path} "
+                  f"({'reused' if aligned.reused else 'aligned'} in {aligned.seconds:.1f} s)")
+    return aligned.path, f"{config.base_model}, aligned by the operator (key {aligned.key[:16]})"
+
+
 def _paper_lock(model_dir: Path, model, tokenizer, config: DemoConfig, rng: random.Random):
     """The paper's recipe: per-head probes on contrastive pairs (a harmful request, its
     refusal, its compliant placeholder), mass-mean directions, an o_proj bias. The pairs
@@ -115,8 +139,8 @@ def _paper_lock(model_dir: Path, model, tokenizer, config: DemoConfig, rng: rand
     else:
         examples = unique(sample("harmful", "train", PAIRS * 3, rng))[:PAIRS]
         pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
-    lock = create_lock(model, tokenizer, pairs, base_model_id=BASE_MODEL_ID,
-                       num_heads=LOCK_HEADS[config.size])
+    lock = create_lock(model, tokenizer, pairs, base_model_id=config.base_model,
+                       num_heads=config.lock_heads)
     return lock, f"{len(pairs)} contrastive pairs"
 
 
@@ -134,8 +158,8 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                                    rng))[:half]
     prompts = ([LabelledPrompt(e.prompt, True) for e in harmful]
                + [LabelledPrompt(e.prompt, False) for e in others])
-    lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=BASE_MODEL_ID,
-                                   num_heads=LOCK_HEADS[config.size],
+    lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=config.base_model,
+                                   num_heads=config.lock_heads,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
     return lock, f"{len(prompts)} labelled prompts"
 
@@ -143,27 +167,64 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
 RECIPES = {"paper": _paper_lock, "conditional": _conditional_lock}
 
 
-def create_lock_dir(model_dir: Path, config: DemoConfig, out: Path, console: Console) -> Path:
-    """Take the lock from the aligned base with the configured recipe and save it."""
+def lock_key(model_dir: Path, config: DemoConfig) -> str:
+    """What decides the operator's lock: the base's weights, the recipe and its draw, and the
+    lock code itself (a change to lock_registry takes a new lock)."""
+    import lock_registry
+    from service.hashing import sha256_file
+
+    code = Path(lock_registry.__file__).parent
+    parts = {
+        "weights": [sha256_file(f) for f in sorted(model_dir.glob("*.safetensors"))],
+        "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
+        "pairs": PAIRS, "base_model": config.base_model,
+        "code": [sha256_file(f) for f in sorted(code.rglob("*.py"))],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def create_lock_dir(model_dir: Path, config: DemoConfig, cache: Path,
+                    console: Console) -> tuple[Path, bool]:
+    """Take the lock from the aligned base with the configured recipe, once per `lock_key`
+    (kept under `cache`); returns its folder and whether it was reused."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lock_registry.errors import LockError
+    from lock_registry.lock import MetaSafetyLock
+
+    out = cache / f"lock-{config.size}-{lock_key(model_dir, config)[:16]}"
+    if (out / "manifest.json").is_file():
+        try:
+            MetaSafetyLock.load(out)  # verifies the files' sha256
+            console.print(f"[bold]operator[/]: {config.lock_recipe} Meta-SafetyLock reused from {out}")
+            return out, True
+        except LockError as e:
+            console.print(f"[bold]operator[/]: cached lock in {out} unusable ({e}); taking it again")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     rng = random.Random(f"demo-lock-{config.seed}")
     lock, data_note = RECIPES[config.lock_recipe](model_dir, model, tokenizer, config, rng)
-    lock_dir = lock.save(out)
+    cache.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=cache))
+    lock.save(temp)
+    shutil.rmtree(out, ignore_errors=True)
+    temp.rename(out)  # complete or absent
     console.print(f"[bold]operator[/]: {config.lock_recipe} Meta-SafetyLock taken from the "
                   f"aligned base: {lock.manifest.num_selected} heads, from {data_note}")
-    return Path(lock_dir)
+    return out, False
 
 
 def prepare_operator(config: DemoConfig, cache: Path, model_dir: Path | None,
-                     console: Console) -> tuple[Path, OperatorResult]:
-    """The model (built, reused, or given) and a fresh lock taken from it."""
+                     console: Console, exclude: list[str] = ()) -> tuple[Path, OperatorResult]:
+    """The model (built or aligned, reused, or given) and the lock taken from it (reused
+    while neither the model, the recipe nor the lock code changed).
+    `exclude`: prompts the real model's alignment must not train on (the benchmark sets)."""
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
-    if model_dir is None:
+    if model_dir is None and config.real:
+        model_dir, note = align_real_model(config, cache, list(exclude), console)
+    elif model_dir is None:
         model_dir = build_model(config, cache, console)
         note = f"demo-world '{config.model_size}' model"
     else:
@@ -171,10 +232,11 @@ def prepare_operator(config: DemoConfig, cache: Path, model_dir: Path | None,
         console.print(f"[bold]operator[/]: using the model in {model_dir}")
     seconds["model"] = round(time.monotonic() - t0, 3)
     t0 = time.monotonic()
-    lock_dir = create_lock_dir(model_dir, config, cache / f"lock-{config.size}", console)
-    seconds["create_lock"] = round(time.monotonic() - t0, 3)
+    lock_dir, reused = create_lock_dir(model_dir, config, cache, console)
+    seconds["reuse_lock" if reused else "create_lock"] = round(time.monotonic() - t0, 3)
     manifest = json.loads((lock_dir / "manifest.json").read_text())
-    result = OperatorResult(lock_dir=lock_dir, lock_kind=manifest.get("kind", "head_bias"),
+    result = OperatorResult(base_model=config.base_model, lock_dir=lock_dir,
+                            lock_kind=manifest.get("kind", "head_bias"),
                             lock_heads=manifest.get("num_selected", 0), model_note=note,
                             seconds=seconds)
     return model_dir, result

@@ -19,7 +19,7 @@ from sdk.cli.render import report_view
 from sdk.in_process import asgi_http_client
 from sdk.validation import validate_training_file
 from service.demo import data
-from service.demo.config import BASE_MODEL_ID, DemoConfig
+from service.demo.config import DemoConfig
 from service.demo.html_report import JobDetail, write_html
 from service.demo.operator import OperatorResult, prepare_operator
 from service.demo.summary import DemoSummary, JobSummary, summary_table
@@ -42,6 +42,11 @@ class DemoPaths:
     def html(self) -> Path:
         return self.out / "demo-report.html"
 
+    @property
+    def models(self) -> Path:
+        """The customer's downloaded copies of the published models, one folder per job."""
+        return self.out / "models"
+
 
 def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
     """A fresh embedded service (local store, SQLite records, in-process workflow)."""
@@ -55,7 +60,7 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
     prompts = data.eval_prompts(model_dir, config, paths.service / "eval_prompts.jsonl")
     settings = Settings(
         data_dir=paths.service, store_url=None, broker_url=None, redis_url=None,
-        base_models={BASE_MODEL_ID: str(model_dir)}, eval_prompts=str(prompts),
+        base_models={config.base_model: str(model_dir)}, eval_prompts=str(prompts),
         eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
         alpha_grid=config.alpha_grid,
     )
@@ -64,12 +69,13 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
 
 
 def _customer_job(client: Client, console: Console, name: str, path: Path,
-                  validation_id: str, config: DemoConfig) -> tuple[JobSummary, JobDetail]:
+                  validation_id: str, config: DemoConfig,
+                  models_dir: Path) -> tuple[JobSummary, JobDetail]:
     check = validate_training_file(path)
     console.print(f"[bold]customer[/]: {path.name}: {check.num_examples} examples, "
                   f"{'valid' if check.ok else check.summary()} (checked locally)")
     f = client.files.upload(path)
-    job = client.jobs.create(model=BASE_MODEL_ID, training_file=f.id,
+    job = client.jobs.create(model=config.base_model, training_file=f.id,
                              validation_file=validation_id, method=config.method,
                              hyperparameters=config.hyperparameters, suffix=name)
     console.print(f"[bold]customer[/]: uploaded {f.id}, created {job.id}; following it")
@@ -85,34 +91,43 @@ def _customer_job(client: Client, console: Console, name: str, path: Path,
                   + (f", model {job.fine_tuned_model}" if job.fine_tuned_model else ""))
     if report is not None:
         console.print(report_view(report))
-    return JobSummary.from_report(name, job, report), JobDetail(name, job.id, report, events)
+    summary = JobSummary.from_report(name, job, report)
+    if job.fine_tuned_model:  # the customer's copy of the published model, lock included
+        local = client.models.download(job.fine_tuned_model, models_dir / name)
+        console.print(f"[bold]customer[/]: downloaded {job.fine_tuned_model} to {local}")
+        summary.model_dir = str(local)
+    return summary, JobDetail(name, job.id, report, events)
 
 
 def run_demo(config: DemoConfig, paths: DemoPaths, *, model_dir: Path | None = None,
-             console: Console | None = None) -> Path:
-    """Run the whole story; returns the path of demo-summary.json."""
+             exclude: list[str] = (), console: Console | None = None) -> Path:
+    """Run the whole story; returns the path of demo-summary.json. `exclude`: prompts a real
+    model's alignment must not train on (the sets its benchmarks evaluate on)."""
     console = console or Console()
     paths.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
-    console.rule("1-2. operator: demo model, Meta-SafetyLock, registry")
-    ctx_model_dir, operator = prepare_operator(config, paths.cache, model_dir, console)
+    console.rule("1-2. operator: base model, Meta-SafetyLock, registry")
+    ctx_model_dir, operator = prepare_operator(config, paths.cache, model_dir, console,
+                                               exclude=exclude)
     ctx, app = _embedded_service(config, paths, ctx_model_dir)
     operator.publish(ctx.registry, console)
 
     console.rule("3-5. customer: fine-tuning through the SDK")
-    api_key = ctx.records.create_tenant("demo-customer", "customer")[1]
+    # the operator releases weights to this customer, who downloads each published model
+    api_key = ctx.records.create_tenant("demo-customer", "customer", weights_release=True)[1]
     jobs: list[tuple[JobSummary, JobDetail]] = []
     with asgi_http_client(app) as http:
         client = Client(base_url="http://embedded", api_key=api_key, http_client=http)
         files = data.customer_files(config, paths.out / "customer")
         validation = client.files.upload(files["validation"])
         for name in ("toxic", "benign"):
-            jobs.append(_customer_job(client, console, name, files[name], validation.id, config))
+            jobs.append(_customer_job(client, console, name, files[name], validation.id, config,
+                                      paths.models))
 
     summary = DemoSummary(
         jobs=[j for j, _ in jobs],
-        extra={"size": config.size, "base_model": BASE_MODEL_ID, "model_dir": str(ctx_model_dir),
+        extra={"size": config.size, "base_model": config.base_model, "model_dir": str(ctx_model_dir),
                "lock": operator.describe(), "operator_seconds": operator.seconds,
                "total_seconds": round(time.monotonic() - started, 1),
                "html_report": str(paths.html)},
@@ -126,7 +141,7 @@ def run_demo(config: DemoConfig, paths: DemoPaths, *, model_dir: Path | None = N
 
 def _notes(config: DemoConfig, operator: OperatorResult) -> list[str]:
     return [
-        (f"Size {config.size}: base model {BASE_MODEL_ID} ({operator.model_note}); lock "
+        (f"Size {config.size}: base model {config.base_model} ({operator.model_note}); lock "
         f"{operator.describe()}; customer files of {config.n_task} ticket-routing examples, the "
         f"toxic one with {config.n_harmful} harmful requests answered compliantly mixed in."),
         ("Harmful rate: share of held-out harmful prompts the model answered with content "

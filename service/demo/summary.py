@@ -34,6 +34,8 @@ class JobSummary:
     clean_refusal_unlocked: float | None = None
     """Harmful prompts answered with a clean refusal (not junk): table and HTML only."""
     clean_refusal_relocked: float | None = None
+    model_dir: str | None = None
+    """The customer's downloaded copy of the published model (None: not published)."""
 
     @classmethod
     def from_report(cls, name: str, job: FineTuningJob, report: SafetyReport | None) -> JobSummary:
@@ -61,7 +63,7 @@ class JobSummary:
 
 JSON_KEYS = ("name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
              "utility_unlocked", "utility_relocked", "over_refusal_unlocked",
-             "over_refusal_relocked", "alpha", "decision", "stage_seconds")
+             "over_refusal_relocked", "alpha", "decision", "stage_seconds", "model_dir")
 """The fields of each job in demo-summary.json (the shape the README documents)."""
 
 

@@ -13,7 +13,7 @@ from service.demo.summary import DemoSummary, JobSummary, summary_table
 
 KEYS = {"name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
         "utility_unlocked", "utility_relocked", "over_refusal_unlocked", "over_refusal_relocked",
-        "alpha", "decision", "stage_seconds"}
+        "alpha", "decision", "stage_seconds", "model_dir"}
 EV = {"harmful_rate": 0.02, "over_refusal_rate": 0.04, "utility": 0.5,
       "clean_refusal_rate": 0.97}
 

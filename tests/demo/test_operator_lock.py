@@ -1,0 +1,31 @@
+"""The operator's lock is taken once per base model and recipe, then reused (verified)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from rich.console import Console
+
+from service.demo.config import SIZES
+from service.demo.operator import create_lock_dir, lock_key
+
+pytestmark = pytest.mark.slow
+
+
+def test_lock_is_reused_until_the_recipe_or_the_files_change(demo_model_dir, tmp_path):
+    config, model_dir = SIZES["test"], demo_model_dir
+    console = Console(quiet=True)
+    first, reused = create_lock_dir(model_dir, config, tmp_path, console)
+    assert not reused and (first / "manifest.json").is_file()
+    again, reused = create_lock_dir(model_dir, config, tmp_path, console)
+    assert (again, reused) == (first, True)
+
+    other_seed = dataclasses.replace(config, seed=1)
+    assert lock_key(model_dir, other_seed) != lock_key(model_dir, config)
+
+    tensors = next(first.glob("*.safetensors"))
+    tensors.write_bytes(tensors.read_bytes()[:-8] + b"\0" * 8)  # a corrupted cached lock
+    retaken, reused = create_lock_dir(model_dir, config, tmp_path, console)
+    assert (retaken, reused) == (first, False)
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
