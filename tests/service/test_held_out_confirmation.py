@@ -62,7 +62,7 @@ def test_evaluate_measures_every_model_on_the_held_out_half(tmp_path, monkeypatc
         name = model if lock is None else f"{model}+lock"
         measured.append((name, {i.prompt for i in [*harmful, *safe, *tasks]}))
         return SimpleNamespace(summary=lambda: {"harmful_rate": 0.0, "utility": 1.0, "over_refusal_rate": 0.0},
-                               junk_rate=0.0, per_category={})
+                               junk_rate=0.0, per_category={}, samples=[])
 
     stand_in_evaluate(monkeypatch, evaluate_model)
 
@@ -84,7 +84,7 @@ def test_at_alpha_0_evaluate_takes_the_unlocked_figures_for_the_relocked_model(t
     def evaluate_model(model, tokenizer, *, lock=None, **_):
         measured.append(model if lock is None else f"{model}+lock")
         return SimpleNamespace(summary=lambda: {"harmful_rate": 0.25, "utility": 1.0, "over_refusal_rate": 0.0},
-                               junk_rate=0.0, per_category={})
+                               junk_rate=0.0, per_category={}, samples=[])
 
     stand_in_evaluate(monkeypatch, evaluate_model)
 
