@@ -54,8 +54,8 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
     from service.context import ServiceContext
     from service.settings import Settings
 
-    if paths.service.exists():
-        shutil.rmtree(paths.service)  # each demo run starts with no jobs and no locks
+    for stale in (paths.service, paths.models):  # each run starts with no jobs, locks or models
+        shutil.rmtree(stale, ignore_errors=True)
     paths.service.mkdir(parents=True)
     prompts = data.eval_prompts(model_dir, config, paths.service / "eval_prompts.jsonl")
     settings = Settings(

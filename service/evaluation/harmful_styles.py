@@ -20,10 +20,9 @@ each prompt to its style.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from service.evaluation.prompts import PromptItem, PromptSetError, load_prompt_set
+from service.evaluation.prompts import PromptItem, PromptSetError, load_prompt_set, rows_from_jsonl
 
 DEFAULT_HARMFUL_STYLES = Path(__file__).with_name("data") / "harmful_styles.jsonl"
 CATEGORIES = ("violence", "weapons", "cybercrime", "fraud", "drugs", "harassment", "self_harm",
@@ -47,15 +46,8 @@ def styles(path: str | Path = DEFAULT_HARMFUL_STYLES) -> dict[str, str]:
     if not path.is_file():
         raise PromptSetError(f"{path}: no such prompt file")
     out: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PromptSetError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or row.get("style") not in STYLES:
-                raise PromptSetError(f"{path}:{line_no}: style must be one of {STYLES}")
-            out[row["prompt"]] = row["style"]
+    for line_no, row in rows_from_jsonl(path):
+        if row.get("style") not in STYLES:
+            raise PromptSetError(f"{path}:{line_no}: style must be one of {STYLES}")
+        out[row["prompt"]] = row["style"]
     return out

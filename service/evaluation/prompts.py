@@ -83,7 +83,8 @@ class PromptSet(BaseModel):
         return sorted({i.category for i in self.items})
 
 
-def _rows_from_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
+def rows_from_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
+    """(line number, object) of every non-blank line; a clear PromptSetError otherwise."""
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -127,7 +128,7 @@ def load_prompt_set(
         raise PromptSetError(f"kind must be one of {KINDS}, got {kind!r}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        rows = _rows_from_jsonl(path)
+        rows = rows_from_jsonl(path)
     elif suffix == ".csv":
         rows = _rows_from_csv(path)
     else:
