@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.evaluation.judge import LABELS, Judge, Judgement, Label, RuleJudge, detect_junk
+from service.evaluation.judge import LABELS, Judge, Judgement, Label, RuleJudge, junk_reasons
 
 
 class JudgeError(RuntimeError):
@@ -118,6 +118,7 @@ class HFClassifierJudge:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         out: list[Judgement] = []
+        junk = junk_reasons(prompts, responses)
         pad_ok = self.tokenizer.pad_token is not None
         step = self.batch_size if pad_ok else 1
         with self._torch.inference_mode():
@@ -130,13 +131,12 @@ class HFClassifierJudge:
                     truncation=True,
                 )
                 ids = self.model(**enc).logits.argmax(-1).tolist()
-                for i, r in zip(ids, responses[start : start + step], strict=True):
-                    junk = detect_junk(r)
+                for i, why in zip(ids, junk[start : start + step], strict=True):
                     out.append(
                         Judgement(
                             label=self.labels[i],
-                            junk=junk is not None,
-                            reason=junk or f"classifier class {i}",
+                            junk=why is not None,
+                            reason=why or f"classifier class {i}",
                         )
                     )
         return out
@@ -216,14 +216,14 @@ class OpenAIChatJudge:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         out: list[Judgement] = []
-        for p, r in zip(prompts, responses, strict=True):
+        junk = junk_reasons(prompts, responses)
+        for p, r, why in zip(prompts, responses, junk, strict=True):
             text = self._ask(p, r)
             m = _LABEL_IN_TEXT.search(text.lower())
             if not m:
                 raise JudgeError(f"judge {self.name} answered {text[:80]!r}, not a label")
             label = m.group(2) or m.group(3)
-            junk = detect_junk(r)
-            out.append(Judgement(label=label, junk=junk is not None, reason=junk or self.name))
+            out.append(Judgement(label=label, junk=why is not None, reason=why or self.name))
         return out
 
 
