@@ -37,6 +37,9 @@ class DemoConfig:
     eval_max_new_tokens: int
     lock_heads: int
     """Heads the operator's lock steers."""
+    lock_position: Literal["answer_start", "answer"] = "answer_start"
+    """Where a conditional lock steers once its condition fires: the answer's first token
+    only, or every answer token (lock_registry's `PositionPolicy`)."""
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
     lock_recipe: Literal["paper", "conditional"] = "conditional"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or

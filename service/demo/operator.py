@@ -159,7 +159,7 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
     prompts = ([LabelledPrompt(e.prompt, True) for e in harmful]
                + [LabelledPrompt(e.prompt, False) for e in others])
     lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=config.base_model,
-                                   num_heads=config.lock_heads,
+                                   num_heads=config.lock_heads, position=config.lock_position,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
     return lock, f"{len(prompts)} labelled prompts"
 
@@ -177,6 +177,7 @@ def lock_key(model_dir: Path, config: DemoConfig) -> str:
     parts = {
         "weights": [sha256_file(f) for f in sorted(model_dir.glob("*.safetensors"))],
         "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
+        **({"position": config.lock_position} if config.lock_recipe == "conditional" else {}),
         "pairs": PAIRS, "base_model": config.base_model,
         "code": [sha256_file(f) for f in sorted(code.rglob("*.py"))],
     }

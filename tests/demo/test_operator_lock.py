@@ -29,3 +29,13 @@ def test_lock_is_reused_until_the_recipe_or_the_files_change(demo_model_dir, tmp
     retaken, reused = create_lock_dir(model_dir, config, tmp_path, console)
     assert (retaken, reused) == (first, False)
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
+
+
+def test_the_lock_position_is_part_of_the_recipe(demo_model_dir, tmp_path):
+    from lock_registry.lock import MetaSafetyLock
+
+    config = SIZES["test"]
+    everywhere = dataclasses.replace(config, lock_position="answer")
+    assert lock_key(demo_model_dir, everywhere) != lock_key(demo_model_dir, config)
+    lock_dir, _ = create_lock_dir(demo_model_dir, everywhere, tmp_path, Console(quiet=True))
+    assert MetaSafetyLock.load(lock_dir).kind_fields.position == "answer"
