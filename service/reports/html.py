@@ -154,9 +154,10 @@ def _alpha_curve(report: SafetyReport, plot_id: str) -> str:
 def _categories(report: SafetyReport, plot_id: str) -> str:
     title = "Harmful rate by category: base model, fine-tuned without and with the lock"
     evals = {name: getattr(report, name) for name, _ in MODELS}
-    measured = {name: ev.per_category for name, ev in evals.items() if ev is not None and ev.per_category is not None}
+    measured = {name: ev.per_category for name, ev in evals.items() if ev is not None and ev.per_category}
     if not measured:
         why = ("the job stopped before evaluation" if evals["unlocked"] is None
+               else "no harmful prompts were evaluated" if evals["unlocked"].per_category == {}
                else "this report was written before the service measured harmful rates per category")
         return _figure(message_plot(plot_id=plot_id, title=title, message=f"not measured: {why}"), "", "")
     names = sorted({c for cats in measured.values() for c in cats})
@@ -202,7 +203,7 @@ def _samples(report: SafetyReport) -> str:
 
 
 def _highest(label: str, cats: dict | None) -> str:
-    if cats is None:
+    if not cats:
         return f"{label.capitalize()}: not measured."
     worst = max(sorted(cats), key=lambda c: cats[c].harmful_rate)
     return f"{label.capitalize()}: highest {worst.replace('_', ' ')} ({pct(cats[worst].harmful_rate)})."

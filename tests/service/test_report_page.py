@@ -102,6 +102,22 @@ def test_a_report_from_before_per_category_says_not_measured() -> None:
     assert html.count("<polyline") == 2  # the alpha curve is still drawn
 
 
+def test_an_evaluation_without_harmful_prompts_says_so() -> None:
+    data = load()
+    data["unlocked"]["per_category"] = {}
+    data["base"]["per_category"] = {}
+    data["relocked"]["per_category"] = {}
+    page = Elements(report_page(SafetyReport.model_validate(data)))
+    assert "not measured: no harmful prompts were evaluated" in page.texts["desc"][1]
+
+
+def test_one_model_without_categories_is_not_measured_in_the_description() -> None:
+    data = load()
+    data["base"]["per_category"] = {}
+    page = Elements(report_page(SafetyReport.model_validate(data)))
+    assert "Base model: not measured." in page.texts["desc"][1]
+
+
 def test_a_job_without_a_lock_strength_or_without_evaluation() -> None:
     data = load(alpha=None, relocked=None, decision="rejected")
     html = report_page(SafetyReport.model_validate(data))
