@@ -19,6 +19,7 @@ from sdk.types import (
     Model,
     ModelDownload,
     ModelLock,
+    Repair,
     SafetyReport,
     Selection,
     Stage,
@@ -27,5 +28,5 @@ from sdk.types import (
 __all__ = [
     "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
-    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
+    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage",
 ]

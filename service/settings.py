@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     gate_max_head_drift: float = Field(
         1.0, description="Gate, transfer: most 1 - mean cosine of the steered heads' directions with their re-measurement."
     )
+    repair_safety_mix: float = Field(
+        0.0, ge=0, le=10, description="Fallback repair (opt-in): when a job fails the gate, train it once more with this "
+        "many operator safety examples per customer example mixed in (the base's alignment_data.jsonl), then relock, "
+        "evaluate and gate it again; disclosed in the report. 0: a failed job is rejected."
+    )
     visibility_timeout: int = Field(
         4 * 3600, description="Redis visibility timeout (s): must exceed the longest stage."
     )

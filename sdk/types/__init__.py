@@ -13,10 +13,18 @@ from sdk.types.job import (
     Stage,
 )
 from sdk.types.model import DownloadFile, Model, ModelDownload, ModelLock
-from sdk.types.report import AlphaPoint, AnswerSample, CategoryEval, Eval, SafetyReport, Selection
+from sdk.types.report import (
+    AlphaPoint,
+    AnswerSample,
+    CategoryEval,
+    Eval,
+    Repair,
+    SafetyReport,
+    Selection,
+)
 
 __all__ = [
     "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
     "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
-    "Model", "ModelDownload", "ModelLock", "SafetyReport", "Selection", "Stage",
+    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage",
 ]

@@ -70,6 +70,19 @@ class AnswerSample(BaseModel):
     relocked_verdict: str | None = None
 
 
+class Repair(BaseModel):
+    """The fallback repair the job went through: after the gate rejected its first attempt,
+    it was trained again with the operator's safety examples mixed into the customer's file;
+    every figure of the report is the repaired attempt's."""
+
+    method: Literal["safety_mix"] = "safety_mix"
+    ratio: float
+    """Operator safety examples per customer example."""
+    safety_examples: int | None = None
+    """How many were mixed in."""
+    first_attempt_reasons: list[str] = Field(default_factory=list)
+
+
 class SafetyReport(BaseModel):
     job_id: str
     base_model: str
@@ -91,3 +104,5 @@ class SafetyReport(BaseModel):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     samples: list[AnswerSample] = Field(default_factory=list)
     """The first held-out prompts of each kind with both answers (empty in older reports)."""
+    repair: Repair | None = None
+    """Set when the job was repaired (trained again with safety data mixed in)."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from service.pipeline.context import StageContext
-from service.state.records import EvaluateOutput, GateOutput, RelockOutput, ResolveLockOutput
+from service.state.records import (
+    EvaluateOutput,
+    GateOutput,
+    RelockOutput,
+    ResolveLockOutput,
+    TrainOutput,
+)
 
 
 def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[str, Any]:
@@ -28,7 +34,18 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "policy": (gate.policy if gate else None) or (relock.policy if relock else None),
         "samples": [sample.model_dump() for sample in evaluation.samples] if evaluation else [],
         "stage_seconds": dict(job.stage_seconds),
+        "repair": _repair(sc),
     }
+
+
+def _repair(sc: StageContext) -> dict[str, Any] | None:
+    """The fallback repair, disclosed: how much safety data went in and why it ran."""
+    repair = sc.job.repair
+    if repair is None:
+        return None
+    train = sc.output(TrainOutput)
+    added = train.safety_examples if train and train.attempt == sc.job.attempt else None
+    return {**repair.model_dump(), "safety_examples": added}
 
 
 def _eval(evaluation: EvaluateOutput | None, name: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from service.pipeline import repair
 from service.pipeline.context import StageContext
 from service.pipeline.validate import load_records
 from service.state.records import Progress, TrainOutput
@@ -86,6 +87,12 @@ def run(sc: StageContext) -> TrainOutput:
         save_steps=sc.settings.checkpoint_steps,
     )
     train = load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.training_file)))
+    added = 0
+    if job.repair is not None:  # the fallback repair's attempt: the operator's safety data mixed in
+        safety = repair.safety_records(sc.settings.base_models[job.model])
+        train, added = repair.mixed_records(train, safety, job.repair.ratio, hp.seed)
+        sc.event(f"Repair: {added} operator safety examples mixed into the customer's {len(train) - added}.",
+                 once="repair:mix")
     valid = (load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.validation_file)))
              if job.validation_file else None)
     out_dir = sc.work_dir / TRAINED
@@ -122,4 +129,4 @@ def run(sc: StageContext) -> TrainOutput:
     (out_dir / ".complete").touch()
     return TrainOutput(steps=result.steps, train_loss=result.train_loss, validation_loss=result.eval_loss,
                        seconds=round(result.seconds, 3), method=result.method,
-                       resumed_from_step=sync.synced if resume is not None else None)
+                       resumed_from_step=sync.synced if resume is not None else None, safety_examples=added)

@@ -13,9 +13,9 @@ The gate rejects a job whose figures fall outside the operator's bounds
 (`GatePolicy.transfer_reasons`, reason code `lock_not_transferred`). A head_bias lock (the
 paper's) has no condition and carries none of the contrastive pairs its directions were
 taken from, so nothing can be re-measured: its check records only that (notes), and the
-gate checks nothing for it. No fallback repair (a lock taken from the fine-tuned model,
-or retraining with safety data mixed in) is built: a lock that does not transfer rejects
-the job.
+gate checks nothing for it. A lock that does not transfer rejects the job, or sends it to
+the operator's opt-in fallback repair (repair.py: retraining with safety data mixed in; no
+lock is taken from the fine-tuned model).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ a conditional update: a cancelled or finished job is never brought back to life.
 Any exception in relock, evaluate, gate or publish rejects the job: the gate fails closed.
 A worker that shuts down (SIGTERM) hands the job back instead of finishing it: training
 stops at its next step, and no new stage starts (`HandedBack`; the task requeues itself).
+A job the gate rejects gets one fallback repair where the operator opted in
+(`repair.py`): train, relock, evaluate and gate run again as attempt 2, and a stored
+output counts as done only for the attempt that wrote it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ import time
 from service.context import ServiceContext
 from service.mirror import copy_events
 from service.outages import UNAVAILABLE
-from service.pipeline import evaluate, gate, publish, reject, relock, resolve_lock, train, validate
+from service.pipeline import (
+    evaluate,
+    gate,
+    publish,
+    reject,
+    relock,
+    repair,
+    resolve_lock,
+    train,
+    validate,
+)
 from service.pipeline.context import FinalResult, Stage, StageContext, StageFailure
 from service.pipeline.incidents import new_incident, public_reason
 from service.pipeline.lease import JobLease, LeaseLost
@@ -110,7 +123,15 @@ def _run(sc: StageContext) -> str:
     try:
         for stage in STAGES:
             _run_stage(sc, stage)
-        return _run_final(sc, PUBLISH if sc.require(GateOutput).passed else REJECT)
+        decision = sc.require(GateOutput)
+        if repair.why_not(sc, decision) is None:
+            repair.begin(sc, decision)
+            for stage in STAGES:
+                _run_stage(sc, stage)
+            decision = sc.require(GateOutput)
+        elif not decision.passed and sc.settings.repair_safety_mix > 0 and sc.job.attempt == 1:
+            sc.event(f"No repair: {repair.why_not(sc, decision)}.", level="warn", once="repair:none")
+        return _run_final(sc, PUBLISH if decision.passed else REJECT)
     except Cancelled as exc:
         sc.event(f"Job cancelled during {exc.where}.", level="warn", once="cancelled")
         return _finish(sc, "cancelled", None)
@@ -145,7 +166,7 @@ def _run(sc: StageContext) -> str:
             sc.event(f"Stage {stage} failed ({reason}); the gate fails closed.",
                      level="error", once=f"crash:{stage}")
             sc.save_output(GateOutput(passed=False, reasons=[f"{stage} failed: {reason}"], policy=None,
-                                      crashed_stage=stage))
+                                      crashed_stage=stage, attempt=sc.job.attempt))
             try:
                 return _run_final(sc, REJECT)
             except Cancelled as cancelled:  # a cancel accepted before the crash still wins
@@ -169,8 +190,8 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
         raise Cancelled(f"before {name}")
     if sc.ctx.stopping.is_set():
         raise HandedBack(f"before {name}")
-    if sc.done(name):
-        sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}")
+    if _done(sc, stage):
+        sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}:{sc.job.attempt}")
         return
     status = "validating_files" if name == "validate" else "running"
 
@@ -180,19 +201,30 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
     if name == "train":  # validation passed: the job waited in the queue, now it runs
         sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "status", "queued"), only_if=ACTIVE)
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
-    sc.event(f"Stage {name} started.", once=f"start:{name}")
+    sc.event(f"Stage {name} started.", once=f"start:{name}:{sc.job.attempt}")
     started = time.monotonic()
     output = stage.run(sc)
     seconds = round(time.monotonic() - started, 3)
     if not isinstance(output, stage.output):  # stored under another stage's name, it would skip that one
         raise TypeError(f"stage {name} returned {type(output).__name__}, not {stage.output.__name__}")
-    sc.save_output(output)  # the stage's completion marker: written last
+    sc.save_output(output.model_copy(update={"attempt": sc.job.attempt}))  # the completion marker: written last
 
     def record(job: JobRecord) -> None:
-        job.stage_seconds[name] = seconds
+        job.stage_seconds[name if job.attempt == 1 else f"{name} (repair)"] = seconds
 
     sc.ctx.records.update_job(sc.job_id, record, only_if=ACTIVE)
-    sc.event(f"Stage {name} finished in {seconds:.1f} s.", once=f"end:{name}", data={"stage": name, "seconds": seconds})
+    sc.event(f"Stage {name} finished in {seconds:.1f} s.", once=f"end:{name}:{sc.job.attempt}",
+             data={"stage": name, "seconds": seconds})
+
+
+def _done(sc: StageContext, stage: Stage) -> bool:
+    """Whether `stage` is done for the job's attempt: its output is stored and, for the
+    stages a repair runs again, written by this attempt."""
+    if not sc.done(stage.name):
+        return False
+    if stage.name not in repair.REPAIRED_STAGES or sc.job.attempt == 1:
+        return True
+    return sc.require(stage.output).attempt == sc.job.attempt
 
 
 def _run_final(sc: StageContext, stage: Stage[FinalResult]) -> str:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from sdk.types import Eval, SafetyReport
+from sdk.types import Eval, Repair, SafetyReport
 from service.reports.svg_plots import Bars, Line, bar_plot, line_plot, message_plot, pct
 
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -88,6 +88,8 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
     parts = [f"<p>Decision: {decision(report.decision)}</p>"]
     if report.reasons:
         parts.append("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in report.reasons) + "</ul>")
+    if report.repair is not None:
+        parts.append(_repair(report.repair))
     parts.append("<h3>What the service measured (held-out prompts)</h3>" + _figures_table(report))
     parts.append("<h3>Lock strength search</h3>" + _alpha_curve(report, f"{prefix}-alpha-curve"))
     parts.append("<h3>Harmful rate by category</h3>" + _categories(report, f"{prefix}-categories"))
@@ -100,6 +102,17 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
         parts.append("<h3>Stage times</h3>" + table(
             ["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.stage_seconds.items()]))
     return parts
+
+
+def _repair(repair: Repair) -> str:
+    """The fallback repair, disclosed above the figures (which are the repaired attempt's)."""
+    added = "" if repair.safety_examples is None else f" ({repair.safety_examples} examples)"
+    why = "".join(f"<li>{escape(r)}</li>" for r in repair.first_attempt_reasons)
+    return (f'<p class="note"><strong>Repaired.</strong> The gate rejected the first attempt; the model below was '
+            f"trained again with {escape(f'{repair.ratio:g}')} operator safety example(s) per customer example "
+            f"mixed into the customer's file{escape(added)} (Bianchi et al. 2024), then relocked, evaluated and "
+            f"gated again. Every figure on this page is the repaired model's. The first attempt was rejected "
+            f"because:</p><ul>{why}</ul>")
 
 
 def _figures_table(report: SafetyReport) -> str:

@@ -112,6 +112,16 @@ class PinnedLock(BaseModel):
     )
 
 
+class RepairRecord(BaseModel):
+    """The fallback repair a job went through (`service.pipeline.repair`): after the first
+    attempt failed the gate, training ran again with the operator's safety examples mixed
+    into the customer's file (Bianchi et al. 2024), then relock, evaluate and the gate."""
+
+    method: Literal["safety_mix"] = "safety_mix"
+    ratio: float = Field(description="Operator safety examples per customer example.")
+    first_attempt_reasons: list[str] = Field(description="Why the gate rejected the first attempt.")
+
+
 class JobRecord(BaseModel):
     id: str
     tenant: str
@@ -137,6 +147,9 @@ class JobRecord(BaseModel):
     dispatched_at: float | None = None
     """When the job was last handed to the workers (None: the hand-over failed; the sweeper retries)."""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    attempt: int = 1
+    """2 once the fallback repair runs (train, relock, evaluate and gate again)."""
+    repair: RepairRecord | None = None
 
     @property
     def terminal(self) -> bool:
@@ -187,6 +200,7 @@ class StageOutput(BaseModel):
     a model does not know, written by another version of the service, are ignored."""
 
     stage: ClassVar[StageName]
+    attempt: int = Field(1, description="The job's attempt that wrote it (2: the fallback repair's).")
 
 
 class FileStats(BaseModel):
@@ -211,6 +225,7 @@ class TrainOutput(StageOutput):
     seconds: float
     method: Literal["lora", "full"]
     resumed_from_step: int | None = Field(None, description="The checkpoint's step a lost worker's run resumed from.")
+    safety_examples: int = Field(0, description="Operator safety examples mixed into the customer's file (repair).")
 
 
 class ResolveLockOutput(StageOutput):
