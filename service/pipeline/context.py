@@ -87,6 +87,10 @@ class StageContext:
     # events, progress, cancel ------------------------------------------------------
     def event(self, message: str, *, level: str = "info", type: str = "message",
               data: dict[str, Any] | None = None, once: str | None = None) -> None:
+        """Add an event; one with a `once` key is written at most once per key and attempt
+        (the fallback repair's attempt 2 logs its steps and stages again)."""
+        if once is not None and (attempt := self.job.attempt) > 1:
+            once = f"{once}@attempt{attempt}"
         self.ctx.records.add_event(self.job_id, message, level=level, type=type, data=data, once=once)
 
     def progress(self, progress: Progress, *, force: bool = False) -> None:

@@ -191,7 +191,7 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
     if sc.ctx.stopping.is_set():
         raise HandedBack(f"before {name}")
     if _done(sc, stage):
-        sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}:{sc.job.attempt}")
+        sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}")
         return
     status = "validating_files" if name == "validate" else "running"
 
@@ -201,7 +201,7 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
     if name == "train":  # validation passed: the job waited in the queue, now it runs
         sc.ctx.records.update_job(sc.job_id, lambda j: setattr(j, "status", "queued"), only_if=ACTIVE)
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
-    sc.event(f"Stage {name} started.", once=f"start:{name}:{sc.job.attempt}")
+    sc.event(f"Stage {name} started.", once=f"start:{name}")
     started = time.monotonic()
     output = stage.run(sc)
     seconds = round(time.monotonic() - started, 3)
@@ -213,7 +213,7 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
         job.stage_seconds[name if job.attempt == 1 else f"{name} (repair)"] = seconds
 
     sc.ctx.records.update_job(sc.job_id, record, only_if=ACTIVE)
-    sc.event(f"Stage {name} finished in {seconds:.1f} s.", once=f"end:{name}:{sc.job.attempt}",
+    sc.event(f"Stage {name} finished in {seconds:.1f} s.", once=f"end:{name}",
              data={"stage": name, "seconds": seconds})
 
 

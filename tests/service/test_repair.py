@@ -93,6 +93,11 @@ def test_a_rejected_job_is_repaired_once_and_the_report_discloses_it(tmp_path, m
     assert sc.require(GateOutput).attempt == 2 and sc.require(GateOutput).passed
     assert any("repairing" in e.message for e in ctx.records.events(job.id))
     assert "train (repair)" in job.stage_seconds and "train" in job.stage_seconds
+    messages = [e.message for e in ctx.records.events(job.id)]
+    assert messages.count("Stage train started.") == 2  # events written once per key and attempt
+    sc.event("Step 1/2: training loss 1.0", once="step:1")
+    sc.event("Step 1/2: training loss 1.0", once="step:1")
+    assert [e.message for e in ctx.records.events(job.id)].count("Step 1/2: training loss 1.0") == 1
 
     report = SafetyReport.model_validate(build_report(sc, "published", []))
     assert report.repair.ratio == 1.0 and report.repair.safety_examples == 3
