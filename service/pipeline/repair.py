@@ -48,16 +48,19 @@ def mixed_records(customer: list[dict], safety: list[dict], ratio: float, seed: 
     return records, len(extra)
 
 
-def why_not(sc: StageContext, gate: GateOutput) -> str | None:
-    """Why a rejected job gets no repair (None: it does)."""
-    settings, job = sc.settings, sc.job
-    if gate.passed or settings.repair_safety_mix <= 0 or job.attempt > 1:
-        return "not applicable"
+def requested(sc: StageContext, gate: GateOutput) -> bool:
+    """Whether the operator's policy asks for a repair of this decision: the first
+    attempt's rejection, with `repair_safety_mix` > 0."""
+    return not gate.passed and sc.job.attempt == 1 and sc.settings.repair_safety_mix > 0
+
+
+def obstacle(sc: StageContext, gate: GateOutput) -> str | None:
+    """Why a requested repair cannot run (None: it can)."""
     if gate.crashed_stage is not None:
         return f"stage {gate.crashed_stage} crashed: the gate fails closed"
-    base_dir = settings.base_models.get(job.model)
+    base_dir = sc.settings.base_models.get(sc.job.model)
     if base_dir is None or not (Path(base_dir) / SAFETY_DATA).is_file():
-        return f"no operator safety data ({SAFETY_DATA}) for base model {job.model}"
+        return f"no operator safety data ({SAFETY_DATA}) for base model {sc.job.model}"
     return None
 
 

@@ -124,13 +124,14 @@ def _run(sc: StageContext) -> str:
         for stage in STAGES:
             _run_stage(sc, stage)
         decision = sc.require(GateOutput)
-        if repair.why_not(sc, decision) is None:
-            repair.begin(sc, decision)
-            for stage in STAGES:
-                _run_stage(sc, stage)
-            decision = sc.require(GateOutput)
-        elif not decision.passed and sc.settings.repair_safety_mix > 0 and sc.job.attempt == 1:
-            sc.event(f"No repair: {repair.why_not(sc, decision)}.", level="warn", once="repair:none")
+        if repair.requested(sc, decision):
+            if obstacle := repair.obstacle(sc, decision):
+                sc.event(f"No repair: {obstacle}.", level="warn", once="repair:none")
+            else:
+                repair.begin(sc, decision)
+                for stage in STAGES:
+                    _run_stage(sc, stage)
+                decision = sc.require(GateOutput)
         return _run_final(sc, PUBLISH if decision.passed else REJECT)
     except Cancelled as exc:
         sc.event(f"Job cancelled during {exc.where}.", level="warn", once="cancelled")

@@ -142,3 +142,26 @@ def test_a_resumed_repair_reruns_only_what_the_repair_has_not_done(tmp_path, mon
     stand_in_stages(monkeypatch, stage)
     assert workflow.run_job(ctx, sc.job_id) == "succeeded"
     assert calls == ["relock", "evaluate", "gate", "publish"]  # train's attempt-2 output stands
+
+
+def test_a_crash_is_never_repaired(tmp_path, monkeypatch) -> None:
+    base = _base_dir(tmp_path)
+    ctx = ServiceContext(Settings(data_dir=tmp_path / "data", broker_url=None, redis_url=None, store_url=None,
+                                  base_models={"m": str(base)}, repair_safety_mix=1.0))
+    tenant, _ = ctx.records.create_tenant("acme")
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
+    ctx.records.add_job(job)
+    calls: list[str] = []
+
+    def stage(name: str):
+        def run(sc):
+            calls.append(name)
+            if name == "evaluate":
+                raise RuntimeError("out of memory")
+            return placeholder_output(name)
+        return SimpleNamespace(run=run)
+
+    stand_in_stages(monkeypatch, stage)
+    assert workflow.run_job(ctx, job.id) == "failed"
+    assert calls.count("train") == 1 and calls[-1] == "reject"
+    assert ctx.records.get_job(job.id).repair is None
