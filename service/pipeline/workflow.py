@@ -221,11 +221,11 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
 def _done(sc: StageContext, stage: Stage) -> bool:
     """Whether `stage` is done for the job's attempt: its output is stored and, for the
     stages a repair runs again, written by this attempt."""
-    if not sc.done(stage.name):
-        return False
-    if stage.name not in repair.REPAIRED_STAGES or sc.job.attempt == 1:
-        return True
-    return sc.require(stage.output).attempt == sc.job.attempt
+    attempt = sc.job.attempt
+    if stage.name not in repair.REPAIRED_STAGES or attempt == 1:
+        return sc.done(stage.name)
+    stored = sc.output(stage.output)
+    return stored is not None and stored.attempt == attempt
 
 
 def _run_final(sc: StageContext, stage: Stage[FinalResult]) -> str:

@@ -16,8 +16,8 @@ from sdk.types import SafetyReport
 from service.context import ServiceContext
 from service.pipeline import workflow
 from service.pipeline.context import StageContext
-from service.pipeline.report import build_report
 from service.pipeline.repair import SAFETY_DATA, mixed_records, safety_records
+from service.pipeline.report import build_report
 from service.reports.html import report_page
 from service.settings import Settings
 from service.state.records import GateOutput, JobRecord, TrainOutput, new_id
@@ -55,13 +55,19 @@ def test_the_mix_keeps_every_customer_record_and_adds_a_seeded_share() -> None:
     assert mixed_records(CUSTOMER, safety, 10.0, seed=0)[1] == len(safety)  # at most all of them
 
 
-def _run(tmp_path, monkeypatch, *, mix: float, with_safety: bool = True, passes_on: int = 2):
+def _service(tmp_path, *, mix: float, with_safety: bool = True) -> tuple[ServiceContext, JobRecord]:
+    """An embedded service whose base `m` has (or lacks) safety data, and one new job."""
     base = _base_dir(tmp_path, with_safety)
     ctx = ServiceContext(Settings(data_dir=tmp_path / "data", broker_url=None, redis_url=None, store_url=None,
                                   base_models={"m": str(base)}, repair_safety_mix=mix))
     tenant, _ = ctx.records.create_tenant("acme")
     job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
     ctx.records.add_job(job)
+    return ctx, job
+
+
+def _run(tmp_path, monkeypatch, *, mix: float, with_safety: bool = True, passes_on: int = 2):
+    ctx, job = _service(tmp_path, mix=mix, with_safety=with_safety)
     calls: list[tuple[str, int]] = []
 
     def stage(name: str):
@@ -145,12 +151,7 @@ def test_a_resumed_repair_reruns_only_what_the_repair_has_not_done(tmp_path, mon
 
 
 def test_a_crash_is_never_repaired(tmp_path, monkeypatch) -> None:
-    base = _base_dir(tmp_path)
-    ctx = ServiceContext(Settings(data_dir=tmp_path / "data", broker_url=None, redis_url=None, store_url=None,
-                                  base_models={"m": str(base)}, repair_safety_mix=1.0))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
+    ctx, job = _service(tmp_path, mix=1.0)
     calls: list[str] = []
 
     def stage(name: str):
