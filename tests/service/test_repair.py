@@ -113,7 +113,7 @@ def test_a_rejected_job_is_repaired_once_and_the_report_discloses_it(tmp_path, m
 
 def test_a_second_rejection_is_final(tmp_path, monkeypatch) -> None:
     _, sc, status, calls = _run(tmp_path, monkeypatch, mix=1.0, passes_on=3)
-    assert status == "failed" and calls[-1] == ("reject", 2)
+    assert status == "failed" and calls[-1] == ("reject", 2) and sc.job.attempt == 2
     assert [c for c in calls if c[0] == "train"] == [("train", 1), ("train", 2)]
 
 
