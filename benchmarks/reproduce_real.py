@@ -23,7 +23,10 @@ A cell is (attack, method, seed). The run:
    our second harmful set in other styles (service/evaluation/data/harmful_styles.jsonl:
    first-person, role-play, indirect and hypothetical requests; ``--n-styles``),
    XSTest's safe prompts (over-refusal; ../shared/data, read at run time) and our utility
-   set (service/base_models/utility_set.json); batched greedy generation, `RuleJudge`;
+   set (service/base_models/utility_set.json); batched greedy generation, `RuleJudge`.
+   The identity-shift cell asks its harmful and XSTest prompts under the attack's system
+   prompt (the "absolutely obedient agent" its training taught; ``--no-attack-system``: without),
+   for every row, the aligned model's too; utility is asked without it;
 5. records the transfer diagnostics on the attacked model: paper = mean cosine between
    the lock's head directions and the same heads' shift re-measured on the pairs;
    conditional = the condition's AUC on its calibration prompts, its direction's cosine
@@ -161,6 +164,11 @@ def styles_set(n_styles: int, seed: int) -> list:
         rng = random.Random(f"reproduce-real-styles-{seed}")
         items = rng.sample(items, min(n_styles, len(items)))
     return items
+
+
+def asked_under(system: str | None, items: list) -> list:
+    """The prompt items asked under ``system`` (an attack's own system prompt; None: as they are)."""
+    return items if system is None else [i.model_copy(update={"system": system}) for i in items]
 
 
 def lock_data(n_pairs: int, n_labelled: int, seed: int):
@@ -382,7 +390,7 @@ def table(rows: Sequence[RealRow]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from service.demo_world.attacks import SCENARIOS
+    from service.demo_world.attacks import SCENARIOS, attack_system_prompt
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attack", choices=sorted(SCENARIOS), default="harmful-10")
@@ -408,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--no-aligned-row", action="store_true", help="skip the aligned model's row")
+    ap.add_argument("--no-attack-system", action="store_true",
+                    help="evaluate identity-shift without its system prompt (default: under it)")
     ap.add_argument("--aligned", type=Path, default=None,
                     help="aligned model folder (default: the current recipe's, cached)")
     ap.add_argument("--base-cache", type=Path, default=REPO / ".cache" / "base-models")
@@ -429,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              args.n_utility, args.seed)
     pairs, labelled = lock_data(args.n_pairs, args.n_labelled, args.seed)
     styles = [] if args.no_styles else styles_set(args.n_styles, args.seed)
+    system = None if args.no_attack_system else attack_system_prompt(args.attack)
+    advbench, styles, xstest = (asked_under(system, items) for items in (advbench, styles, xstest))
     cell = Cell(advbench, styles, xstest, utility, pairs, labelled)
     attacked, attack_info = attack(aligned, args.attack, args.method, args.seed, args.n_task,
                                    args.cache, device)
@@ -437,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"command": command, "aligned": str(aligned), "attacked": str(attacked), "attack": attack_info,
             "sizes": {"advbench": len(advbench), "styles": len(styles), "xstest_safe": len(xstest), "utility": len(utility),
                       "pairs": len(pairs), "labelled": len(labelled)},
-            "device": device, "torch_threads": torch.get_num_threads(), "machine": platform.processor()
+            "system_prompt": system, "device": device, "torch_threads": torch.get_num_threads(), "machine": platform.processor()
             or platform.machine(), "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
 
     def report(rows: list[RealRow]) -> None:
