@@ -16,6 +16,7 @@ COPY pyproject.toml README.md /src/
 COPY sdk /src/sdk
 COPY service /src/service
 COPY lock_registry /src/lock_registry
+COPY safetylock /src/safetylock
 # Non-editable install of the `api` extra; every version comes from the repository's lock
 # (requirements.lock, the one `make test` installs; torch is in it but the API never asks for it).
 RUN pip install --no-cache-dir -c requirements.lock ".[api]" \

@@ -28,6 +28,7 @@ COPY pyproject.toml README.md /src/
 COPY sdk /src/sdk
 COPY service /src/service
 COPY lock_registry /src/lock_registry
+COPY safetylock /src/safetylock
 RUN pip install --no-cache-dir -c constraints.txt "torch==${TORCH_VERSION}" ".[service]"
 
 # --- runtime stage: python and the venv only, unprivileged ---

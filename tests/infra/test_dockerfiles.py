@@ -93,3 +93,12 @@ def test_api_extra_is_part_of_the_service_extra(project: dict) -> None:
     assert not missing, (
         f"the API image would need packages the service extra lacks: {sorted(missing)}"
     )
+
+
+def test_both_images_copy_every_package_the_project_ships() -> None:
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = [pattern.rstrip("*") for pattern in found["include"]]
+    for path in DOCKERFILES:
+        text = path.read_text()
+        missing = [p for p in packages if f"COPY {p} /src/{p}" not in text]
+        assert not missing, f"{path.name} does not copy {missing}"
