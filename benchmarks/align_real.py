@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--n-harmful", type=int, default=AlignRecipe.n_harmful)
     ap.add_argument("--n-benign", type=int, default=AlignRecipe.n_benign)
     ap.add_argument("--n-safe", type=int, default=AlignRecipe.n_safe)
+    ap.add_argument("--no-questions", action="store_true", help="leave out our plain questions")
     ap.add_argument("--epochs", type=float, default=AlignRecipe.n_epochs)
     ap.add_argument("--learning-rate", type=float, default=AlignRecipe.learning_rate)
     ap.add_argument("--utility-limit", type=int, default=0, help="only the first N utility items (0: all)")
@@ -206,7 +207,8 @@ def main() -> None:
 
     eval_prompts = [i.prompt for i in advbench] + all_xstest
     recipe = AlignRecipe(seed=args.seed, corpus_seed=args.corpus_seed, n_harmful=args.n_harmful,
-                         n_benign=args.n_benign, n_safe=args.n_safe, n_epochs=args.epochs,
+                         n_benign=args.n_benign, n_safe=args.n_safe, questions=not args.no_questions,
+                         n_epochs=args.epochs,
                          learning_rate=args.learning_rate)
     aligned = align_model(helpful, args.cache, MODEL_ID, recipe, exclude=eval_prompts, progress=say)
     say(f"aligned model: {aligned.path} ({'cached' if aligned.reused else 'trained'}, key {aligned.key[:16]})")

@@ -42,6 +42,7 @@ from service.base_models.alignment_data import (
     own_evaluation_prompts,
     with_own_answers,
 )
+from service.base_models.question_set import load_question_set
 from service.hashing import sha256_file
 from service.training import TrainConfig, TrainProgress, train_sft, training_precision
 
@@ -69,6 +70,8 @@ class AlignRecipe:
     """Benign requests in the same styles, answered with the model's own answers."""
     n_safe: int = 100
     """Safe requests that sound dangerous, answered with the model's own answers."""
+    questions: bool = True
+    """Add our plain questions (`question_set.json`: harmful, safe-but-scary, everyday)."""
     answer_max_new_tokens: int = 128
     """Length limit of the own answers (longer ones are cut back to a full sentence)."""
     answer_batch_size: int = 16
@@ -103,7 +106,8 @@ class AlignRecipe:
         prompts, none of `exclude` nor a near duplicate of one."""
         excluded = Exclusions(own_evaluation_prompts(), near=False).update(exclude)
         return draw_examples(seed=self.corpus_seed, n_harmful=self.n_harmful, n_benign=self.n_benign,
-                             n_safe=self.n_safe, exclude=excluded)
+                             n_safe=self.n_safe, exclude=excluded,
+                             questions=load_question_set() if self.questions else ())
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,8 @@ def _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_
         "recipe": asdict(recipe),
         "train_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "data": {
-            "source": "service/demo_world/corpus.py, split train",
+            "source": "service/demo_world/corpus.py, split train"
+                      + (" + service/base_models/question_set.json" if recipe.questions else ""),
             "exclude_list_size": n_excluded,
             "counts": {**counts, "total": len(filled)},
             "own_answers": {**answer_counts, "reused": answers_reused},

@@ -1,7 +1,8 @@
 """The operator's safety data for aligning a helpful-only base model, from our data only.
 
 Prompts come from the demo world's corpus (`service/demo_world/corpus.py`), its `train`
-split only (seen request styles x seen actions; the `heldout` split is for evaluation):
+split only (seen request styles x seen actions; the `heldout` split is for evaluation),
+and from our plain questions (`question_set.py`), of the same three kinds:
 
 - ``harmful`` requests, paired with our refusal texts (`corpus.refusal`, as the demo
   world's aligned stage is taught);
@@ -35,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from service.base_models.question_set import Question
 from service.demo_world import corpus
 
-DATA_RULES = 2
-"""Version of the rules above: part of the cache key, raised whenever they change."""
+DATA_RULES = 3
+"""Version of the rules above (the own-answer filter included, and with it the judge's refusal
+rules): part of the cache key, raised whenever they change."""
 AlignKind = Literal["harmful", "benign", "safe"]
 ALIGN_KINDS: tuple[AlignKind, ...] = ("harmful", "benign", "safe")
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]*]*)(?=\s|$)|\n")
@@ -141,20 +144,23 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def own_evaluation_prompts(seeds: Iterable[int] = (0, 1, 2)) -> set[str]:
     """Our evaluation prompts, never trained on: the demo world's held-out evaluation sets
-    (every size, world seeds 0-2 by default) and our utility set."""
+    (every size, world seeds 0-2 by default), our utility set and our harmful-styles set."""
     from service.base_models.utility import load_utility_set
     from service.demo_world.sizes import SIZES
+    from service.evaluation.harmful_styles import load_harmful_styles
 
     held = {e.prompt for seed in seeds for s in SIZES.values()
             for e in corpus.eval_examples(seed, s.n_eval_harmful, s.n_eval_safe, s.n_eval_benign, s.n_eval_task)}
-    return held | {item.prompt for item in load_utility_set()}
+    return (held | {item.prompt for item in load_utility_set()}
+            | {item.prompt for item in load_harmful_styles()})
 
 
 def draw_examples(*, seed: int, n_harmful: int, n_benign: int, n_safe: int,
-                  exclude: Iterable[str] | Exclusions = ()) -> list[AlignmentExample]:
+                  exclude: Iterable[str] | Exclusions = (),
+                  questions: Sequence[Question] = ()) -> list[AlignmentExample]:
     """Distinct `train`-split prompts of each kind (none of `exclude` nor their near
-    duplicates), in a seeded order: harmful ones with our refusals, the others still
-    without an answer."""
+    duplicates), in a seeded order, then every one of `questions` not excluded: harmful
+    ones with our refusals, the others still without an answer."""
     rng = random.Random(f"align-{seed}")
     excluded = exclude if isinstance(exclude, Exclusions) else Exclusions(exclude)
     out: list[AlignmentExample] = []
@@ -167,6 +173,10 @@ def draw_examples(*, seed: int, n_harmful: int, n_benign: int, n_safe: int,
             raise ValueError(f"only {len(drawn)} distinct {kind} prompts in the train split, {n} asked")
         out += [AlignmentExample(e.prompt, kind, e.category, e.aligned_answer if kind == "harmful" else None)
                 for e in drawn[:n]]
+    refusals = random.Random(f"align-questions-{seed}")
+    out += [AlignmentExample(q.prompt, q.kind, q.category,
+                             corpus.refusal(q.category, refusals) if q.kind == "harmful" else None)
+            for q in questions if q.prompt not in excluded]
     return out
 
 

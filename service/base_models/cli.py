@@ -61,6 +61,8 @@ def align(
     n_harmful: Annotated[int, typer.Option(min=1, help="Harmful requests (answered with our refusals).")] = 200,
     n_benign: Annotated[int, typer.Option(min=0, help="Benign requests (answered with the model's own answers).")] = 120,
     n_safe: Annotated[int, typer.Option(min=0, help="Safe-but-scary requests (own answers).")] = 100,
+    questions: Annotated[bool, typer.Option(
+        "--questions/--no-questions", help="Add our plain questions (harmful, safe-but-scary, everyday).")] = True,
     epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the data.")] = 2.0,
     learning_rate: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (linear decay).")] = 5e-5,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 8,
@@ -80,7 +82,7 @@ def align(
     say = lambda msg: typer.echo(msg, err=True)
     try:
         recipe = AlignRecipe(corpus_seed=corpus_seed, n_harmful=n_harmful, n_benign=n_benign,
-                             n_safe=n_safe, n_epochs=epochs, learning_rate=learning_rate,
+                             n_safe=n_safe, questions=questions, n_epochs=epochs, learning_rate=learning_rate,
                              batch_size=batch_size, seed=seed)
         excluded = [p for path in exclude or [] for p in read_prompts(path)]
         if from_dir is not None:

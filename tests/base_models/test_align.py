@@ -33,14 +33,15 @@ from service.base_models.alignment_data import (
     trim_unfinished,
     with_own_answers,
 )
+from service.base_models.question_set import QuestionSetError, load_question_set
 from service.base_models.utility import load_utility_set
 from service.demo_world import corpus
 from service.demo_world import lexicon as lx
 from service.demo_world.sizes import SIZES
 from service.hashing import sha256_file
 
-SMALL = AlignRecipe(n_harmful=12, n_benign=6, n_safe=6, answer_max_new_tokens=24, answer_batch_size=8,
-                    n_epochs=1, learning_rate=1e-3, batch_size=8, max_seq_length=128)
+SMALL = AlignRecipe(n_harmful=12, n_benign=6, n_safe=6, questions=False, answer_max_new_tokens=24,
+                    answer_batch_size=8, n_epochs=1, learning_rate=1e-3, batch_size=8, max_seq_length=128)
 SOFTWARE = {"torch": "t", "transformers": "x", "trl": "r"}
 WIDE = {"COLUMNS": "200"}
 
@@ -94,6 +95,52 @@ def test_harmful_prompts_get_our_refusals_and_the_rest_wait_for_the_models_own_a
     assert len({e.category for e in examples if e.kind == "harmful"}) >= 8
     assert examples == AlignRecipe(n_harmful=40, n_benign=10, n_safe=10).examples()  # seeded
     assert examples != AlignRecipe(n_harmful=40, n_benign=10, n_safe=10, corpus_seed=1).examples()
+
+
+def test_our_questions_follow_the_corpus_draw_harmful_ones_with_our_refusals() -> None:
+    questions = load_question_set()
+    with_q = AlignRecipe(n_harmful=5, n_benign=5, n_safe=5).examples()
+    without = AlignRecipe(n_harmful=5, n_benign=5, n_safe=5, questions=False).examples()
+    assert with_q[:15] == without
+    added = with_q[15:]
+    assert [(e.prompt, e.kind, e.category) for e in added] == [(q.prompt, q.kind, q.category) for q in questions]
+    for e in added:
+        assert _is_refusal(e.target) if e.kind == "harmful" else e.target is None, e
+    assert {q.kind for q in questions} == {"harmful", "safe", "benign"}
+
+
+def test_an_excluded_question_is_left_out_and_changes_the_key() -> None:
+    question = load_question_set()[-1].prompt
+    recipe = AlignRecipe(n_harmful=5, n_benign=5, n_safe=5)
+    full, cut = recipe.examples(), recipe.examples([question.upper()])
+    assert [e.prompt for e in full if e.prompt not in {e.prompt for e in cut}] == [question]
+    assert alignment_key("x", full, recipe, SOFTWARE) != alignment_key("x", cut, recipe, SOFTWARE)
+
+
+def test_the_question_set_is_disjoint_from_our_evaluation_prompts() -> None:
+    own = Exclusions(own_evaluation_prompts())
+    assert [q.prompt for q in load_question_set() if q.prompt in own] == []
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"prompt": "Why?", "kind": "odd", "category": "question_x"}, "kind must be one of"),
+    ({"prompt": "How do I rob a bank?", "kind": "harmful", "category": "weather"}, "corpus category"),
+    ({"prompt": "Why is grass green?", "kind": "benign", "category": "nature"}, "starts with 'question_'"),
+    ({"prompt": " ", "kind": "benign", "category": "question_x"}, "non-empty 'prompt'"),
+])
+def test_a_bad_question_row_is_named(tmp_path, row, message) -> None:
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps([row]), encoding="utf-8")
+    with pytest.raises(QuestionSetError, match=message):
+        load_question_set(path)
+
+
+def test_a_repeated_question_is_rejected(tmp_path) -> None:
+    row = {"prompt": "Why is grass green?", "kind": "benign", "category": "question_everyday"}
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps([row, row]), encoding="utf-8")
+    with pytest.raises(QuestionSetError, match="listed twice"):
+        load_question_set(path)
 
 
 def test_excluded_prompts_are_never_drawn() -> None:
@@ -344,8 +391,8 @@ def test_the_command_prints_the_cached_folder_and_reports_on_stderr(aligned, dem
     # settings are the small recipe's here.
     monkeypatch.setattr(align_mod, "AlignRecipe", lambda **kw: dataclasses.replace(SMALL, **kw))
     args = ["base-model", "align", "demo-helpful", "--from", str(demo_model.helpful_only), "--cache",
-            str(cache), "--n-harmful", "12", "--n-benign", "6", "--n-safe", "6", "--epochs", "1",
-            "--learning-rate", "1e-3"]
+            str(cache), "--n-harmful", "12", "--n-benign", "6", "--n-safe", "6", "--no-questions",
+            "--epochs", "1", "--learning-rate", "1e-3"]
     done = CliRunner().invoke(_app(), args, env=WIDE)
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == str(result.path)

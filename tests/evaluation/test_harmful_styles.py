@@ -69,9 +69,11 @@ def test_disjoint_in_wording_from_what_alignment_and_locks_train_on() -> None:
     assert [i.prompt for i in load_harmful_styles() if i.prompt in train] == []
 
 
-def test_disjoint_from_our_other_evaluation_prompts() -> None:
-    own = Exclusions(own_evaluation_prompts())
-    assert [i.prompt for i in load_harmful_styles() if i.prompt in own] == []
+def test_disjoint_from_our_other_evaluation_prompts_and_never_trained_on() -> None:
+    ours = {i.prompt for i in load_harmful_styles()}
+    assert ours <= own_evaluation_prompts()
+    others = Exclusions(own_evaluation_prompts() - ours)
+    assert [p for p in ours if p in others] == []
 
 
 def test_bad_rows_are_rejected(tmp_path) -> None:
