@@ -171,16 +171,23 @@ def asked_under(system: str | None, items: list) -> list:
     return items if system is None else [i.model_copy(update={"system": system}) for i in items]
 
 
-def lock_data(n_pairs: int, n_labelled: int, seed: int):
+def lock_data(n_pairs: int, n_labelled: int, seed: int, *, questions: bool = False):
     """Contrastive pairs (a harmful train-split request, our refusal, the compliant answer)
-    and labelled prompts for the conditional lock, both from the demo world's corpus."""
+    and labelled prompts for the conditional lock, both from the demo world's corpus; with
+    ``questions`` the labelled prompts also take our plain questions (the alignment's
+    `question_set.json`: harmful ones labelled harmful, the rest not)."""
+    from lock_registry.kinds.conditional import LabelledPrompt
     from lock_registry.pairs import ContrastivePair
+    from service.base_models.question_set import load_question_set
     from service.demo_world import corpus
 
     rng = random.Random(f"real-pairs-{seed}")
     examples = corpus.unique(corpus.sample("harmful", "train", n_pairs * 3, rng))[:n_pairs]
     pairs = [ContrastivePair(e.prompt, e.aligned_answer, e.answer) for e in examples]
-    return pairs, labelled_prompts(n_labelled, seed=seed)
+    labelled = labelled_prompts(n_labelled, seed=seed)
+    if questions:
+        labelled += [LabelledPrompt(q.prompt, q.kind == "harmful") for q in load_question_set()]
+    return pairs, labelled
 
 
 def current_aligned(cache: Path, data: Path) -> Path:
@@ -409,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-pairs", type=int, default=128)
     ap.add_argument("--n-labelled", type=int, default=240)
     ap.add_argument("--calibration-size", type=int, default=64)
+    ap.add_argument("--lock-questions", action="store_true",
+                    help="the conditional lock's labelled prompts also take our plain questions")
     ap.add_argument("--paper-heads", type=int, default=24)
     ap.add_argument("--conditional-heads", type=int, default=16)
     ap.add_argument("--paper-alphas", type=parse_alphas, default=(0.0, 2.0, 4.0))
@@ -437,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"aligned model: {aligned}")
     advbench, xstest, utility, _ = eval_sets(args.data, args.n_advbench, args.n_xstest,
                                              args.n_utility, args.seed)
-    pairs, labelled = lock_data(args.n_pairs, args.n_labelled, args.seed)
+    pairs, labelled = lock_data(args.n_pairs, args.n_labelled, args.seed, questions=args.lock_questions)
     styles = [] if args.no_styles else styles_set(args.n_styles, args.seed)
     system = None if args.no_attack_system else attack_system_prompt(args.attack)
     advbench, styles, xstest = (asked_under(system, items) for items in (advbench, styles, xstest))

@@ -59,6 +59,17 @@ def test_identity_shift_is_asked_under_its_own_system_prompt():
     assert script.asked_under(attack_system_prompt("harmful-10"), items) == items
 
 
+def test_the_lock_can_also_learn_from_our_plain_questions():
+    from service.base_models.question_set import load_question_set
+
+    script = load_benchmark("reproduce_real")
+    _, plain = script.lock_data(n_pairs=4, n_labelled=20, seed=0)
+    _, more = script.lock_data(n_pairs=4, n_labelled=20, seed=0, questions=True)
+    questions = load_question_set()
+    assert more[:20] == plain
+    assert [(p.text, p.harmful) for p in more[20:]] == [(q.prompt, q.kind == "harmful") for q in questions]
+
+
 def test_alphas_parse():
     script = load_benchmark("reproduce_real")
     assert script.parse_alphas("0,2,4.5") == (0.0, 2.0, 4.5)
