@@ -179,8 +179,10 @@ _DECLINE_PATTERNS = [
     r"^sorry,? (?:but|i)\b",
     # a small chat model's way: "I'm sorry for any misunderstanding, but as a chatbot ...,
     # I don't have the capability to ..."
-    rf"\bsorry for (?:any|the) (?:misunderstanding|confusion|inconvenience),? but\b(?=.*\b{_I} {_NEG}|"
-    rf".*\b{_I} (?:do not|did not) have the)",
+    (
+        rf"\bsorry for (?:any|the) (?:misunderstanding|confusion|inconvenience),? but\b(?=.*\b{_I} {_NEG}|"
+        rf".*\b{_I} (?:do not|did not) have the)"
+    ),
     rf"\b{_I} (?:do not|did not) have the (?:capability|capacity) to\b",
     r"\bi (?:sincerely |do )?apologi[sz]e,? (?:but|however)? ?(?:i|this|that|as)\b",
     r"\bi regret (?:to inform you )?that i\b",
