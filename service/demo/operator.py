@@ -147,13 +147,9 @@ def _paper_lock(model_dir: Path, model, tokenizer, config: DemoConfig, rng: rand
 def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                       rng: random.Random):
     """The conditional lock (after CAST): the same head bias, applied only when the
-    prompt's harmfulness direction fires; calibration prompts travel inside the lock. A
-    real model's lock also learns from our plain questions (the alignment's
-    `question_set.json`), so that its condition reads harm in other shapes than the corpus's
-    request styles (docs/reproduction-real.md, "v2 base")."""
+    prompt's harmfulness direction fires; calibration prompts travel inside the lock."""
     from lock_registry.fingerprint import model_fingerprint
     from lock_registry.kinds.conditional import LabelledPrompt, create_conditional_lock
-    from service.base_models.question_set import load_question_set
     from service.demo_world.corpus import sample, sample_mixture, unique
 
     half = PAIRS * 2
@@ -162,8 +158,6 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                                    rng))[:half]
     prompts = ([LabelledPrompt(e.prompt, True) for e in harmful]
                + [LabelledPrompt(e.prompt, False) for e in others])
-    if config.real:
-        prompts += [LabelledPrompt(q.prompt, q.kind == "harmful") for q in load_question_set()]
     lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=config.base_model,
                                    num_heads=config.lock_heads, position=config.lock_position,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
@@ -177,17 +171,14 @@ def lock_key(model_dir: Path, config: DemoConfig) -> str:
     """What decides the operator's lock: the base's weights, the recipe and its draw, and the
     lock code itself (a change to lock_registry takes a new lock)."""
     import lock_registry
-    from service.base_models.question_set import DEFAULT_QUESTION_SET
     from service.hashing import sha256_file
 
     code = Path(lock_registry.__file__).parent
-    questions = config.real and config.lock_recipe == "conditional"
     parts = {
         "weights": [sha256_file(f) for f in sorted(model_dir.glob("*.safetensors"))],
         "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
         **({"position": config.lock_position} if config.lock_recipe == "conditional" else {}),
         "pairs": PAIRS, "base_model": config.base_model,
-        **({"questions": sha256_file(DEFAULT_QUESTION_SET)} if questions else {}),
         "code": [sha256_file(f) for f in sorted(code.rglob("*.py"))],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

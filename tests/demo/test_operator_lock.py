@@ -39,15 +39,3 @@ def test_the_lock_position_is_part_of_the_recipe(demo_model_dir, tmp_path):
     assert lock_key(demo_model_dir, everywhere) != lock_key(demo_model_dir, config)
     lock_dir, _ = create_lock_dir(demo_model_dir, everywhere, tmp_path, Console(quiet=True))
     assert MetaSafetyLock.load(lock_dir).kind_fields.position == "answer"
-
-
-def test_a_real_models_lock_key_follows_our_plain_questions(demo_model_dir, tmp_path, monkeypatch):
-    from service.base_models import question_set
-
-    real, toy = SIZES["demo"], SIZES["test"]
-    before_real, before_toy = lock_key(demo_model_dir, real), lock_key(demo_model_dir, toy)
-    edited = tmp_path / "questions.json"
-    edited.write_text(question_set.DEFAULT_QUESTION_SET.read_text(encoding="utf-8") + " ", encoding="utf-8")
-    monkeypatch.setattr(question_set, "DEFAULT_QUESTION_SET", edited)
-    assert lock_key(demo_model_dir, real) != before_real  # the questions are lock data
-    assert lock_key(demo_model_dir, toy) == before_toy  # the toy's lock never reads them
