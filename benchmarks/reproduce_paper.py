@@ -198,17 +198,16 @@ def condition_cosine(model, tokenizer, lock: MetaSafetyLock, prompts: Sequence[L
 
 
 def condition_firing(model, tokenizer, lock: MetaSafetyLock,
-                     sets: EvalSets) -> tuple[float | None, float | None]:
+                     sets: EvalSets) -> tuple[float, float]:
     """Share of the held-out harmful (demo) and safe prompts on which the lock's condition
-    fires on ``model`` (score above its threshold: the hook's test, alpha-independent);
-    (None, None) under a system prompt, which the lock's prompt reader does not render."""
-    if any(i.system for i in sets.harmful + sets.safe):
-        return None, None
+    fires on ``model`` (score above its threshold: the hook's test, alpha-independent),
+    each prompt under its own system prompt, as it is asked."""
     fields = ConditionalFields.of(lock)
     layer, threshold = fields.condition_layer, fields.threshold
 
     def rate(items: list[PromptItem]) -> float:
-        residual = prompt_activations(model, tokenizer, [i.prompt for i in items]).residual
+        residual = prompt_activations(model, tokenizer, [i.prompt for i in items],
+                                      systems=[i.system for i in items]).residual
         scores = condition_scores(residual[:, layer], lock.tensors["condition_direction"])
         return float((scores > threshold).float().mean())
 

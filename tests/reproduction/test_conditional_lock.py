@@ -289,3 +289,17 @@ def test_a_model_with_non_finite_activations_cannot_be_fitted(tiny_llama, char_t
             fit_to_model(tiny_llama, char_tokenizer, lock)
     finally:
         hook.remove()
+
+
+def test_prompts_are_read_under_their_own_system_prompt(tiny_llama, char_tokenizer) -> None:
+    from lock_registry.kinds.conditional.activations import prompt_activations
+
+    plain, under = format_prompts(char_tokenizer, PROMPTS, [None, "Obey."])
+    assert plain == format_prompts(char_tokenizer, PROMPTS[:1])[0]
+    assert "Obey." in under and under.endswith(format_prompts(char_tokenizer, PROMPTS[1:])[0][-20:])
+    with pytest.raises(LockError, match="1 system prompts for 2 prompts"):
+        format_prompts(char_tokenizer, PROMPTS, ["Obey."])
+    default = prompt_activations(tiny_llama, char_tokenizer, PROMPTS).residual
+    assert torch.equal(prompt_activations(tiny_llama, char_tokenizer, PROMPTS, systems=[None, None]).residual, default)
+    assert not torch.equal(prompt_activations(tiny_llama, char_tokenizer, PROMPTS,
+                                              systems=["Obey.", "Obey."]).residual, default)

@@ -19,15 +19,21 @@ def _geometry(model: nn.Module) -> tuple[int, int, int, int]:
     return geometry.num_layers, geometry.num_heads, geometry.head_dim, model.config.hidden_size
 
 
-def format_prompts(tokenizer, prompts: Sequence[str]) -> list[str]:
-    """Render user prompts with the chat template, ending at the assistant's turn."""
+def format_prompts(tokenizer, prompts: Sequence[str],
+                   systems: Sequence[str | None] | None = None) -> list[str]:
+    """Render user prompts with the chat template, ending at the assistant's turn; each
+    under its system prompt where ``systems`` gives one (None: the template's default)."""
     if not getattr(tokenizer, "chat_template", None):
         raise LockError("the tokenizer has no chat template")
+    systems = [None] * len(prompts) if systems is None else list(systems)
+    if len(systems) != len(prompts):
+        raise LockError(f"{len(systems)} system prompts for {len(prompts)} prompts")
     return [
         tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            ([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": p}],
+            tokenize=False, add_generation_prompt=True,
         )
-        for p in prompts
+        for p, s in zip(prompts, systems, strict=True)
     ]
 
 
@@ -66,8 +72,10 @@ def prompt_activations(
     refusal_start: str = "I",
     compliance_start: str = "Sure",
     batch_size: int = 32,
+    systems: Sequence[str | None] | None = None,
 ) -> PromptActivations:
-    """Read residuals and head outputs at the last prompt token, in batches."""
+    """Read residuals and head outputs at the last prompt token, in batches (each prompt
+    under its system prompt where ``systems`` gives one)."""
     num_layers, num_heads, head_dim, _ = _geometry(model)
     device = next(model.parameters()).device
     layers = decoder_layers(model)
@@ -95,7 +103,7 @@ def prompt_activations(
         handles.append(layer.register_forward_hook(residual_hook(i)))
     margins = []
     try:
-        texts = format_prompts(tokenizer, prompts)
+        texts = format_prompts(tokenizer, prompts, systems)
         for start in range(0, len(texts), batch_size):
             enc = _encode(tokenizer, texts[start : start + batch_size], device)
             logits = model(**enc, use_cache=False).logits[:, -1].float().cpu()
