@@ -179,7 +179,7 @@ def lock_data(n_pairs: int, n_labelled: int, seed: int, *, questions: bool = Fal
     """Contrastive pairs (a harmful train-split request, our refusal, the compliant answer)
     and labelled prompts for the conditional lock, both from the demo world's corpus; with
     ``questions`` the labelled prompts also take our plain questions (the alignment's
-    `question_set.json`: harmful ones labelled harmful, the rest not)."""
+    `question_set.jsonl`: harmful ones labelled harmful, the rest not)."""
     from lock_registry.kinds.conditional import LabelledPrompt
     from lock_registry.pairs import ContrastivePair
     from service.base_models.question_set import load_question_set

@@ -71,7 +71,7 @@ class AlignRecipe:
     n_safe: int = 100
     """Safe requests that sound dangerous, answered with the model's own answers."""
     questions: bool = True
-    """Add our plain questions (`question_set.json`: harmful, safe-but-scary, everyday)."""
+    """Add our plain questions (`question_set.jsonl`: harmful, safe-but-scary, everyday)."""
     answer_max_new_tokens: int = 128
     """Length limit of the own answers (longer ones are cut back to a full sentence)."""
     answer_batch_size: int = 16
@@ -302,7 +302,7 @@ def _record(model_id, model_dir, input_sha, key, recipe, config, filled, answer_
         "train_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "data": {
             "source": "service/demo_world/corpus.py, split train"
-                      + (" + service/base_models/question_set.json" if recipe.questions else ""),
+                      + (" + service/base_models/question_set.jsonl" if recipe.questions else ""),
             "exclude_list_size": n_excluded,
             "counts": {**counts, "total": len(filled)},
             "own_answers": {**answer_counts, "reused": answers_reused},

@@ -2,9 +2,9 @@
 
 The demo world's corpus asks everything in request styles ("Explain how to ...", "Develop a
 plan to ..."). A model aligned on it alone refused everyday questions with a scary word
-("How can I annihilate the bed bugs in my house?": docs/alignment-real.md). `question_set.json`
-(beside this module) adds the shapes people ask in, on both sides of the line, so that the
-shape of a request does not give its harm away:
+("How can I annihilate the bed bugs in my house?": docs/alignment-real.md).
+`question_set.jsonl` (beside this module, one question a line) adds the shapes people ask
+in, on both sides of the line, so that the shape of a request does not give its harm away:
 
 - ``harmful``: short direct questions for harmful help, with a corpus category (answered
   with our refusal texts and that category's reason);
@@ -20,18 +20,18 @@ skips them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.demo_world.corpus import CATEGORIES
+from service.evaluation.prompts import PromptSetError, rows_from_jsonl
 
-DEFAULT_QUESTION_SET = Path(__file__).with_name("question_set.json")
+DEFAULT_QUESTION_SET = Path(__file__).with_name("question_set.jsonl")
 KINDS = ("harmful", "safe", "benign")
 
 
-class QuestionSetError(ValueError):
-    """The question-set file is missing or malformed (the message names the file and item)."""
+class QuestionSetError(PromptSetError):
+    """The question-set file is missing or malformed (the message names the file and line)."""
 
 
 @dataclass(frozen=True)
@@ -44,21 +44,15 @@ class Question:
 
 
 def load_question_set(path: str | Path = DEFAULT_QUESTION_SET) -> list[Question]:
-    """The questions of the set, in file order; every row checked."""
+    """The questions of the set (one JSON object a line), in file order; every row checked."""
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise QuestionSetError(f"{path}: cannot read the question set ({e.strerror})") from e
-    except ValueError as e:
-        raise QuestionSetError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(rows, list):
-        raise QuestionSetError(f"{path}: expected a list of questions")
+    if not path.is_file():
+        raise QuestionSetError(f"{path}: no question set there")
     out: list[Question] = []
     seen: set[str] = set()
-    for n, row in enumerate(rows):
-        where = f"{path}: item {n}"
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    for line_no, row in rows_from_jsonl(path):
+        where = f"{path}:{line_no}"
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise QuestionSetError(f"{where}: needs a non-empty 'prompt'")
         kind, category = row.get("kind"), row.get("category")
         if kind not in KINDS:

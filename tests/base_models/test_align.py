@@ -129,16 +129,16 @@ def test_the_question_set_is_disjoint_from_our_evaluation_prompts() -> None:
     ({"prompt": " ", "kind": "benign", "category": "question_x"}, "non-empty 'prompt'"),
 ])
 def test_a_bad_question_row_is_named(tmp_path, row, message) -> None:
-    path = tmp_path / "q.json"
-    path.write_text(json.dumps([row]), encoding="utf-8")
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(QuestionSetError, match=message):
         load_question_set(path)
 
 
 def test_a_repeated_question_is_rejected(tmp_path) -> None:
     row = {"prompt": "Why is grass green?", "kind": "benign", "category": "question_everyday"}
-    path = tmp_path / "q.json"
-    path.write_text(json.dumps([row, row]), encoding="utf-8")
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(QuestionSetError, match="listed twice"):
         load_question_set(path)
 
