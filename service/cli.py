@@ -115,7 +115,8 @@ def suspend(
     tenant_id: Annotated[str, typer.Argument(help="Tenant id (tenant-...).")],
     resume: Annotated[bool, typer.Option("--resume", help="Lift the suspension instead.")] = False,
 ) -> None:
-    """Suspend a tenant (every request with its keys gets 403) or, with --resume, lift it."""
+    """Suspend a tenant (every request with its keys gets 403, its running jobs stop at their next
+    stage and publish nothing) or, with --resume, lift it."""
     records = _records()
     tenant = records.update_tenant(_tenant_or_exit(records, tenant_id).id, suspended=not resume)
     typer.echo(f"tenant {tenant.id} {'suspended' if tenant.suspended else 'active'}")

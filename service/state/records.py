@@ -60,7 +60,9 @@ class TenantRecord(BaseModel):
     weights_release: bool = Field(
         False, description="May download its models' weights (a holder can remove the lock: operators grant this)."
     )
-    suspended: bool = Field(False, description="Every request with the tenant's keys is refused (403).")
+    suspended: bool = Field(False, description=(
+        "Every request with the tenant's keys is refused (403); its running jobs stop at their next stage "
+        "(failed, `tenant_suspended`) and publish nothing."))
     max_files: int | None = Field(None, ge=0, description="Quota of stored files (None: the service default).")
     max_storage_bytes: int | None = Field(None, ge=0, description="Quota of stored file bytes (None: the service default).")
     created_at: int = Field(default_factory=now)

@@ -44,7 +44,8 @@ def create_tenant(ctx: Context, _: Operator, body: TenantCreate) -> dict:
 @router.patch("/tenants/{tenant_id}")
 def update_tenant(ctx: Context, operator: Operator, tenant_id: str, body: TenantUpdate) -> dict:
     """Grant or revoke weight release (design.md, "Security rules"), suspend or resume the
-    tenant (its keys are refused with 403 meanwhile), set its quotas."""
+    tenant (its keys are refused with 403 meanwhile, and its running jobs fail `tenant_suspended`
+    at their next stage, publishing nothing), set its quotas."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise APIError(400, "nothing_to_update", "Send at least one of: " + ", ".join(TenantUpdate.model_fields) + ".")
