@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0],
         description="Lock strengths tried by relock, smallest first (0 = no shift needed; the paper fixes 6).",
     )
+    task_veto: bool = Field(
+        True, description="Relock fits a task veto to a conditional lock (lock_registry's `veto.py`): the condition "
+        "stops firing on the evaluation's task prompts (selection half) where one layer tells them from every harmful "
+        "calibration prompt; the gate measures on the held-out half. False: the fitted condition alone.",
+    )
     eval_prompts: str | None = Field(
         None, description="Evaluation prompts (JSONL/CSV with a `kind` column); default: `eval_prompts.jsonl` beside the base model."
     )

@@ -27,7 +27,10 @@ fitted is what the grid, evaluate and publish apply: it is stored under
 that fails raises, and the workflow rejects the job (the gate fails closed). The fitted
 lock's transfer to the fine-tuned model is measured too (`transfer.py`: the condition's
 AUC and firing rates, the cosines of its directions re-measured on this model) and
-recorded as `transfer`; the gate holds it against the operator's bounds.
+recorded as `transfer`; the gate holds it against the operator's bounds. A conditional lock
+also gets a task veto fitted on the selection half's task prompts (`task_veto.py`: the
+condition stops firing where one layer tells them from every harmful calibration prompt),
+part of the stored lock, recorded as `veto`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from service.pipeline import alpha_screen
+from service.pipeline import alpha_screen, task_veto
 from service.pipeline.base_evaluation import base_evaluation
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
@@ -68,6 +71,7 @@ def run(sc: StageContext) -> RelockOutput:
     check_fits(model, registry_lock)  # a lock of another geometry is refused, naming the mismatch
     lock, fit = fit_to_model(model, tokenizer, registry_lock)
     fit_record = _record_fit(sc, registry_lock, fit)
+    lock, veto = task_veto.fit(sc, model, tokenizer, lock, sets["tasks"])
     stored = store_fitted_lock(sc, lock)
     transfer = check_transfer(model, tokenizer, lock, fit_record)  # the gate holds it against the policy's bounds
     sc.event(describe_transfer(transfer), type="metrics", data=transfer.model_dump(), once="transfer")
@@ -125,7 +129,7 @@ def run(sc: StageContext) -> RelockOutput:
         sc.event(f"Chose alpha {chosen:g}.", once="alpha_chosen")
     return RelockOutput(alpha=chosen, curve=[AlphaPoint(**point) for point in curve], base=base, unlocked=unlocked,
                         policy=policy.model_dump(), lock=stored.model_copy(update={"fit": fit_record}), screen=screen,
-                        transfer=transfer)
+                        transfer=transfer, veto=veto)
 
 
 def _screened(screen: AlphaScreen | None, alpha: float) -> dict[str, float]:

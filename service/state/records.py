@@ -315,6 +315,20 @@ class TransferCheck(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class TaskVeto(BaseModel):
+    """The task veto relock fitted to a conditional lock (lock_registry's `veto.py`), counted on
+    the evaluation's task prompts of the selection half and the lock's harmful calibration prompts."""
+
+    num_tasks: int
+    num_harmful: int = Field(description="Harmful calibration prompts; the veto keeps every one of them fired.")
+    tasks_fired: int = Field(description="Task prompts on which the fitted condition fires without the veto.")
+    tasks_fired_after: int = Field(description="... and with the veto (equal: no veto added).")
+    layer: int | None = Field(None, description="Decoder layer the veto reads; None: no veto added (see reason).")
+    threshold: float | None = None
+    gap: float | None = Field(None, description="Lowest harmful score minus highest task score at that layer (< 0: overlap).")
+    reason: str = ""
+
+
 class RelockOutput(StageOutput):
     stage: ClassVar[StageName] = "relock"
 
@@ -330,6 +344,10 @@ class RelockOutput(StageOutput):
     )
     transfer: TransferCheck | None = Field(
         None, description="The lock's transfer check on the fine-tuned model; None in outputs stored before it existed."
+    )
+    veto: TaskVeto | None = Field(
+        None, description="The task veto fitted to the lock; None when the lock's kind has no condition, the "
+        "operator turned it off (`task_veto`), or in outputs stored before it existed."
     )
 
 

@@ -19,6 +19,7 @@ from lock_registry.conditional import create_conditional_lock
 from lock_registry.conditional_apply import calibrate_threshold
 from lock_registry.create import create_lock
 from lock_registry.fingerprint import model_fingerprint
+from lock_registry.kinds.conditional.format import VETO_TENSOR
 from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock
 from service.context import ServiceContext
 from service.pipeline.context import StageContext
@@ -112,6 +113,10 @@ def test_a_conditional_lock_is_fitted_and_the_fitted_lock_evaluated_and_publishe
     assert stored.manifest.threshold == fit["threshold"] == relock.lock.threshold
     assert stored.manifest.threshold_fit == {k: v for k, v in fit.items() if k != "num_calibration"}
     assert all(torch.equal(stored.tensors[k], v) for k, v in registry_lock.tensors.items())
+    veto = relock.veto  # fitted on the selection half's one task prompt; part of the stored lock if added
+    assert veto is not None and veto.num_tasks == 1 and veto.num_harmful == 4
+    assert (VETO_TENSOR in stored.tensors) == (veto.layer is not None) == (veto.tasks_fired_after < veto.tasks_fired)
+    assert len([e for e in ctx.records.events(job.id) if e.data == veto.model_dump()]) == 1
 
     assert evaluate.relocked is not None and evaluate.alpha == relock.alpha == 4.0
     assert evaluate.lock.model_dump() == {"kind": "conditional", "sha256": stored.manifest.sha256,
@@ -153,3 +158,11 @@ def test_a_fit_error_rejects_the_job_and_publishes_nothing(tmp_path, models, loc
     assert gate.passed is False and gate.crashed_stage == "relock"
     assert sc.output(RelockOutput) is None and sc.output(EvaluateOutput) is None
     assert ctx.store.list(f"models/{job.tenant}/") == []
+
+
+def test_an_operator_can_turn_the_task_veto_off(tmp_path, models, locks):
+    registry_lock = locks["conditional"]
+    sc, status = run_trained_job(tmp_path, models, registry_lock, "tuned", task_veto=False)
+    assert status == "succeeded"
+    stored = _stored_lock(sc.ctx, sc.key(FITTED_LOCK))
+    assert sc.require(RelockOutput).veto is None and set(stored.tensors) == set(registry_lock.tensors)

@@ -30,7 +30,8 @@ through hooks (``apply.py``).
 ``activations.py`` (reading the model at the last prompt token), ``condition.py``
 (scores, AUC, threshold), ``create.py`` (``ConditionalRecipe``,
 ``create_conditional_lock``), ``apply.py`` (the hooks), ``fit.py`` (threshold re-fit:
-the kind's fit, and ``alpha_curve``).
+the kind's fit, and ``alpha_curve``), ``veto.py`` (the task veto relock fits: the condition
+kept off the task's prompts on a fine-tuned model).
 """
 
 from lock_registry.kinds import LockKind, register_kind

@@ -8,6 +8,9 @@ as it was:
   of each row's last real token (the last prompt token);
 * a forward hook on decoder layer ``condition_layer`` scores that token's residual
   against the condition direction and records which rows fire;
+* where the lock carries a task veto (``veto.py``), a forward hook on decoder layer
+  ``veto_layer`` scores the same token against the veto direction; a row at or below the
+  veto threshold does not fire, whatever its condition;
 * forward pre-hooks on the ``o_proj`` of each layer that holds a behaviour head add
   ``alpha * sigma_h * direction_h`` to the fired rows' head slots at the policy's
   positions (the last prompt token; under ``answer`` every decoded token as well).
@@ -29,7 +32,7 @@ from lock_registry.apply import Undo
 from lock_registry.architectures import attention_output_projections, decoder_layers
 from lock_registry.errors import LockShapeError
 from lock_registry.kinds.conditional.condition import condition_scores
-from lock_registry.kinds.conditional.format import ConditionalFields
+from lock_registry.kinds.conditional.format import VETO_TENSOR, ConditionalFields
 from lock_registry.lock import MetaSafetyLock
 
 
@@ -38,9 +41,17 @@ class GateState:
     """What the hooks share during one generation (read it with :func:`gate_state`)."""
 
     last: torch.Tensor | None = None  # [batch] index of the last prompt token (prefill)
-    fired: torch.Tensor | None = None  # [batch] bool, set at the condition layer
+    condition: torch.Tensor | None = None  # [batch] bool, set at the condition layer
+    vetoed: torch.Tensor | None = None  # [batch] bool, set at the veto layer (a lock with a task veto)
     scores: torch.Tensor | None = None  # [batch] condition cosine of the last prefill
     prefill: bool = False
+
+    @property
+    def fired(self) -> torch.Tensor | None:
+        """[batch] bool: the rows the lock steers (condition fired, not vetoed)."""
+        if self.condition is None or self.vetoed is None:
+            return self.condition
+        return self.condition & ~self.vetoed.to(self.condition.device)
 
 
 _STATES: weakref.WeakKeyDictionary[nn.Module, GateState] = weakref.WeakKeyDictionary()
@@ -91,6 +102,8 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
     projections = attention_output_projections(model)
     param = next(model.parameters())
     condition = lock.tensors["condition_direction"].to(param.device, torch.float32)
+    veto = lock.tensors.get(VETO_TENSOR)
+    veto = None if veto is None else veto.to(param.device, torch.float32)
     displacements = _displacements(lock, alpha, param)
     state = GateState()
     stack = getattr(model, "model", model)
@@ -99,22 +112,32 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
         state.prefill = _is_prefill(kwargs)
         if state.prefill:
             state.last = _last_real_index(kwargs, args)
-            state.fired = None
+            state.condition = state.vetoed = None
+
+    def last_token(output) -> torch.Tensor:
+        hidden_states = output[0] if isinstance(output, tuple) else output
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        return hidden_states[rows, state.last].float()
 
     def on_condition(_module, _args, output):
         if not state.prefill:
             return
-        hidden_states = output[0] if isinstance(output, tuple) else output
-        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        state.scores = condition_scores(hidden_states[rows, state.last].float(), condition).cpu()
-        state.fired = (state.scores > threshold).to(hidden_states.device)
+        last = last_token(output)
+        state.scores = condition_scores(last, condition).cpu()
+        state.condition = (state.scores > threshold).to(last.device)
+
+    def on_veto(_module, _args, output):
+        if state.prefill:
+            last = last_token(output)
+            state.vetoed = condition_scores(last, veto) <= fields.veto_threshold
 
     def steer(layer: int):
         def hook(_module, args):
-            if state.fired is None or not bool(state.fired.any()):
+            fired = state.fired
+            if fired is None or not bool(fired.any()):
                 return None
             x = args[0]
-            gate = state.fired.to(x.dtype)[:, None] * displacements[layer]
+            gate = fired.to(x.dtype)[:, None] * displacements[layer]
             if state.prefill:
                 x = x.clone()
                 rows = torch.arange(x.shape[0], device=x.device)
@@ -131,6 +154,8 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
         stack.register_forward_pre_hook(on_stack, with_kwargs=True),
         layers[fields.condition_layer].register_forward_hook(on_condition),
     ]
+    if veto is not None:
+        handles.append(layers[fields.veto_layer].register_forward_hook(on_veto))
     handles += [projections[i].register_forward_pre_hook(steer(i)) for i in displacements]
     _STATES[model] = state
 

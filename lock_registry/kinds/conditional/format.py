@@ -4,7 +4,9 @@ Tensors (all covered by the manifest's sha256): ``layers`` and ``heads`` (int64 
 behaviour heads, all after the condition layer), ``directions`` (float32 [N, head_dim])
 and ``sigmas`` (float32 [N]) as in the head_bias kind, ``condition_direction`` (float32
 [hidden_size]: the harmfulness direction) and ``calibration`` (uint8: the labelled
-calibration prompts as UTF-8 JSON). Manifest fields: ``ConditionalFields``.
+calibration prompts as UTF-8 JSON); a lock fitted to a fine-tuned model may also carry
+``veto_direction`` (float32 [hidden_size]: its task veto, ``veto.py``). Manifest fields:
+``ConditionalFields``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ KIND = "conditional"
 PositionPolicy = Literal["answer_start", "answer"]
 POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
 TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
+VETO_TENSOR = "veto_direction"  # optional: present exactly when the manifest has a veto_layer
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class ConditionalFields(KindFields):
     compliance_start: str | None = None  # ... of a compliance (its minus side)
     num_calibration: int | None = None  # labelled prompts carried in the lock
     threshold_fit: dict[str, Any] | None = None  # how `threshold` was re-fitted to a model
+    veto_layer: int | None = None  # task veto (veto.py): layer whose residual it reads
+    veto_threshold: float | None = None  # ... the condition is vetoed at or below this cosine
+    veto_fit: dict[str, Any] | None = None  # how the veto was fitted to a model
 
     @field_validator("position", mode="before")
     @classmethod
@@ -97,13 +103,34 @@ def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> Met
     return copy
 
 
+def with_veto(lock: MetaSafetyLock, layer: int, direction: torch.Tensor, threshold: float,
+              **fields: Any) -> MetaSafetyLock:
+    """A copy of ``lock`` with a task veto: its condition counts as fired only where the
+    cosine of the residual after ``layer`` with ``direction`` exceeds ``threshold``
+    (``fields``: further manifest fields, e.g. how the veto was fitted). The tensors
+    change, so the sha256 does too."""
+    if not math.isfinite(threshold):
+        raise LockError(f"veto threshold must be finite, got {threshold}")
+    update = {**fields, "veto_layer": int(layer), "veto_threshold": float(threshold)}
+    manifest = lock.manifest.model_copy(deep=True, update=update)
+    copy = MetaSafetyLock(manifest, {**lock.tensors, VETO_TENSOR: direction.float().contiguous()})
+    copy.to_files()  # stamps the new sha256
+    check_conditional(copy.manifest, ConditionalFields.of(copy), copy.tensors)
+    return copy
+
+
 def check_conditional(
     manifest: LockManifest, fields: ConditionalFields, tensors: Mapping[str, torch.Tensor]
 ) -> None:
-    if set(tensors) != TENSOR_NAMES:
+    vetoed = fields.veto_layer is not None
+    expected = TENSOR_NAMES | ({VETO_TENSOR} if vetoed else set())
+    if set(tensors) != expected:
         raise LockFormatError(
-            f"conditional lock needs tensors {sorted(TENSOR_NAMES)}, got {sorted(tensors)}"
+            f"conditional lock {'with' if vetoed else 'without'} a veto_layer needs tensors "
+            f"{sorted(expected)}, got {sorted(tensors)}"
         )
+    if vetoed != (fields.veto_threshold is not None):
+        raise LockFormatError("veto_layer and veto_threshold come together")
     if not math.isfinite(fields.threshold):
         raise LockFormatError("threshold must be finite")
     n, dim, layer = manifest.num_selected, manifest.head_dim, fields.condition_layer
@@ -113,6 +140,7 @@ def check_conditional(
         "directions": ((n, dim), torch.float32),
         "sigmas": ((n,), torch.float32),
         "condition_direction": ((fields.hidden_size,), torch.float32),
+        **({VETO_TENSOR: ((fields.hidden_size,), torch.float32)} if vetoed else {}),
     }
     for name, (shape, dtype) in shapes.items():
         tensor = tensors[name]
@@ -131,7 +159,15 @@ def check_conditional(
                 f"head ({lay}, {head}) must lie after condition layer {layer}, inside "
                 f"{manifest.num_layers} layers x {manifest.num_heads} heads"
             )
+    if vetoed:
+        first = min(lay for lay, _ in pairs) if pairs else manifest.num_layers
+        if not 0 <= fields.veto_layer < first or not math.isfinite(fields.veto_threshold):
+            raise LockFormatError(
+                f"veto layer {fields.veto_layer} must lie before the first steered layer {first}, "
+                "and its threshold must be finite"
+            )
     finite = [tensors[k] for k in ("directions", "sigmas", "condition_direction")]
+    finite += [tensors[VETO_TENSOR]] if vetoed else []
     if not all(torch.isfinite(t).all() for t in finite) or (tensors["sigmas"] < 0).any():
         raise LockFormatError("directions, sigmas and the condition must be finite, sigmas >= 0")
     if tensors["calibration"].dtype != torch.uint8:
