@@ -54,6 +54,7 @@ def _stand_ins(monkeypatch, generated: dict, first_token: dict[float, float] | N
     monkeypatch.setattr("lock_registry.apply.check_fits", lambda model, lock: None)
     monkeypatch.setattr("lock_registry.fit.fit_to_model", lambda model, tokenizer, lock: (lock, None))
     monkeypatch.setattr(relock, "check_transfer", lambda model, tokenizer, lock, fit: TransferCheck())
+    monkeypatch.setattr(relock.task_veto, "fit", lambda sc, model, tokenizer, lock, tasks: (lock, None))
     return asked
 
 
