@@ -115,7 +115,6 @@ def with_veto(lock: MetaSafetyLock, layer: int, direction: torch.Tensor, thresho
     manifest = lock.manifest.model_copy(deep=True, update=update)
     copy = MetaSafetyLock(manifest, {**lock.tensors, VETO_TENSOR: direction.float().contiguous()})
     copy.to_files()  # stamps the new sha256
-    check_conditional(copy.manifest, ConditionalFields.of(copy), copy.tensors)
     return copy
 
 
