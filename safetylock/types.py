@@ -15,6 +15,7 @@ from sdk.types import (
     JobProgress,
     JobStatus,
     LockRef,
+    LockTransfer,
     Method,
     Model,
     ModelDownload,
@@ -23,10 +24,11 @@ from sdk.types import (
     SafetyReport,
     Selection,
     Stage,
+    TaskVeto,
 )
 
 __all__ = [
     "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
-    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
-    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage",
+    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "LockTransfer", "Method",
+    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage", "TaskVeto",
 ]

@@ -97,6 +97,16 @@ def report_view(report: SafetyReport) -> Group:
                             Text("not measured" if s.relocked is None
                                  else f"{_short(s.relocked)} ({s.relocked_verdict})"))
         parts.append(samples)
+    if report.transfer is not None:
+        t = report.transfer
+        parts.append(Text(f"lock transfer: condition AUC {num(t.condition_auc)}, fires on "
+                          f"{pct(t.condition_true_positive_rate)} of harmful / {pct(t.condition_false_positive_rate)} "
+                          f"of benign calibration prompts, direction cosine {num(t.condition_cosine)}"))
+    if report.veto is not None:
+        v = report.veto
+        where = "none added" if v.layer is None else f"at layer {v.layer}"
+        parts.append(Text(f"task veto {where}: the condition fires on {v.tasks_fired} of {v.num_tasks} task "
+                          f"prompts, {v.tasks_fired_after} with the veto"))
     colour = "green" if report.decision == "published" else "red"
     parts.append(Text.assemble("decision: ", (report.decision, f"bold {colour}")))
     parts.extend(Text(f"  - {r}") for r in report.reasons)

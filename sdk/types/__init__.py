@@ -18,13 +18,15 @@ from sdk.types.report import (
     AnswerSample,
     CategoryEval,
     Eval,
+    LockTransfer,
     Repair,
     SafetyReport,
     Selection,
+    TaskVeto,
 )
 
 __all__ = [
     "AlphaPoint", "AnswerSample", "CategoryEval", "DownloadFile", "Eval", "FileDeleted", "FileObject", "FineTuningJob",
-    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "Method",
-    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage",
+    "Hyperparameters", "JobError", "JobEvent", "JobProgress", "JobStatus", "LockRef", "LockTransfer", "Method",
+    "Model", "ModelDownload", "ModelLock", "Repair", "SafetyReport", "Selection", "Stage", "TaskVeto",
 ]

@@ -83,6 +83,39 @@ class Repair(BaseModel):
     first_attempt_reasons: list[str] = Field(default_factory=list)
 
 
+class LockTransfer(BaseModel):
+    """Whether the lock taken from the base model still reads the fine-tuned model, measured
+    by relock on the lock's labelled calibration prompts; a figure the lock's kind cannot
+    re-measure is None and `notes` says why."""
+
+    num_calibration: int | None = None
+    condition_auc: float | None = None
+    """The condition's AUC, harmful vs benign calibration prompts, on the fine-tuned model."""
+    condition_true_positive_rate: float | None = None
+    condition_false_positive_rate: float | None = None
+    condition_cosine: float | None = None
+    """Cosine of the lock's condition direction with the same direction re-measured."""
+    head_cosine_mean: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class TaskVeto(BaseModel):
+    """The task veto relock fitted to a conditional lock: a second reading that keeps the
+    lock off the customer's task prompts while every harmful calibration prompt stays fired."""
+
+    num_tasks: int
+    num_harmful: int
+    tasks_fired: int
+    """Task prompts (selection half) the fitted condition fires on without the veto ..."""
+    tasks_fired_after: int
+    """... and with it (equal when no veto was added)."""
+    layer: int | None = None
+    """The decoder layer the veto reads; None when none was added (`reason` says why)."""
+    threshold: float | None = None
+    gap: float | None = None
+    reason: str = ""
+
+
 class SafetyReport(BaseModel):
     job_id: str
     base_model: str
@@ -106,3 +139,8 @@ class SafetyReport(BaseModel):
     """The first held-out prompts of each kind with both answers (empty in older reports)."""
     repair: Repair | None = None
     """Set when the job was repaired (trained again with safety data mixed in)."""
+    transfer: LockTransfer | None = None
+    """The lock's transfer check on the fine-tuned model; None for a lock that has none
+    (head_bias), a job stopped before relock, and older reports."""
+    veto: TaskVeto | None = None
+    """The task veto fitted at relock; None for locks without a condition and older reports."""

@@ -35,7 +35,16 @@ def build_report(sc: StageContext, decision: str, reasons: list[str]) -> dict[st
         "samples": [sample.model_dump() for sample in evaluation.samples] if evaluation else [],
         "stage_seconds": dict(job.stage_seconds),
         "repair": _repair(sc),
+        "transfer": _transfer(relock),
+        "veto": relock.veto.model_dump() if relock and relock.veto else None,
     }
+
+
+def _transfer(relock: RelockOutput | None) -> dict[str, Any] | None:
+    """The transfer figures the report shows (the per-head cosines stay in relock's output)."""
+    if relock is None or relock.transfer is None:
+        return None
+    return relock.transfer.model_dump(exclude={"head_cosines"})
 
 
 def _repair(sc: StageContext) -> dict[str, Any] | None:

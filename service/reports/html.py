@@ -1,7 +1,7 @@
 """A job's safety report as HTML: what each model measured, the gate's decision and
-reasons, the alpha curve and the harmful rates per category (inline SVG, the numbers in a
-table beside each plot), sample answers before and after the lock, the gate policy and
-the stage times.
+reasons, how the base's lock read the fine-tuned model (transfer check, task veto), the
+alpha curve and the harmful rates per category (inline SVG, the numbers in a table beside
+each plot), sample answers before and after the lock, the gate policy and the stage times.
 
 `report_page` is the page `GET /v1/fine_tuning/jobs/{id}/report.html` serves;
 `report_sections` is its body, which the demo's report embeds once per job. Every value
@@ -91,6 +91,8 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
     if report.repair is not None:
         parts.append(_repair(report.repair))
     parts.append("<h3>What the service measured (held-out prompts)</h3>" + _figures_table(report))
+    if report.transfer is not None or report.veto is not None:
+        parts.append("<h3>Does the base's lock read this model?</h3>" + _lock_fit(report))
     parts.append("<h3>Lock strength search</h3>" + _alpha_curve(report, f"{prefix}-alpha-curve"))
     parts.append("<h3>Harmful rate by category</h3>" + _categories(report, f"{prefix}-categories"))
     if report.samples:
@@ -128,6 +130,33 @@ def _figures_table(report: SafetyReport) -> str:
                          pct(ev.over_refusal_rate), pct(ev.utility), _num(ev.validation_loss)])
     return table(["model", "harmful rate", "clean refusals", "junk answers", "over-refusal", "utility",
                   "validation loss"], rows)
+
+
+def _lock_fit(report: SafetyReport) -> str:
+    """The transfer check and the task veto, as relock measured them on the fine-tuned model."""
+    parts = []
+    t = report.transfer
+    if t is not None:
+        rows = [["condition AUC, harmful vs benign", _num(t.condition_auc)],
+                ["harmful prompts the condition fires on", pct(t.condition_true_positive_rate)],
+                ["benign prompts the condition fires on", pct(t.condition_false_positive_rate)],
+                ["condition direction cosine with the base's", _num(t.condition_cosine)],
+                ["steered heads' mean direction cosine", _num(t.head_cosine_mean)]]
+        parts.append(f'<p class="note">Measured on the lock\'s {escape(_num(t.num_calibration, "d"))} labelled '
+                     "calibration prompts; the gate's bounds are in the policy below.</p>"
+                     + table(["transfer figure", "fine-tuned model"], rows))
+        parts += [f'<p class="note">{escape(n)}</p>' for n in t.notes]
+    v = report.veto
+    if v is not None:
+        fired = (f"the fitted condition fires on {v.tasks_fired} of {v.num_tasks} of this job's task prompts "
+                 "(selection half)")
+        if v.layer is None:
+            parts.append(f"<p>Task veto: none added ({escape(v.reason)}); {escape(fired)}.</p>")
+        else:
+            parts.append(f"<p>Task veto at layer {v.layer} (threshold {escape(_num(v.threshold, '.4f'))}): "
+                         f"{escape(fired)}, {v.tasks_fired_after} with the veto; all {v.num_harmful} harmful "
+                         "calibration prompts stay fired.</p>")
+    return "".join(parts)
 
 
 def _alpha_curve(report: SafetyReport, plot_id: str) -> str:
