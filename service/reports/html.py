@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from html import escape
 
 from sdk.types import Eval, Repair, SafetyReport
+from service.pipeline.task_veto import describe as describe_veto
 from service.reports.svg_plots import Bars, Line, bar_plot, line_plot, message_plot, pct
+from service.state.records import TaskVeto
 
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -146,16 +148,8 @@ def _lock_fit(report: SafetyReport) -> str:
                      "calibration prompts; the gate's bounds are in the policy below.</p>"
                      + table(["transfer figure", "fine-tuned model"], rows))
         parts += [f'<p class="note">{escape(n)}</p>' for n in t.notes]
-    v = report.veto
-    if v is not None:
-        fired = (f"the fitted condition fires on {v.tasks_fired} of {v.num_tasks} of this job's task prompts "
-                 "(selection half)")
-        if v.layer is None:
-            parts.append(f"<p>Task veto: none added ({escape(v.reason)}); {escape(fired)}.</p>")
-        else:
-            parts.append(f"<p>Task veto at layer {v.layer} (threshold {escape(_num(v.threshold, '.4f'))}): "
-                         f"{escape(fired)}, {v.tasks_fired_after} with the veto; all {v.num_harmful} harmful "
-                         "calibration prompts stay fired.</p>")
+    if report.veto is not None:  # the same sentence as relock's event
+        parts.append(f"<p>{escape(describe_veto(TaskVeto.model_validate(report.veto.model_dump())))}</p>")
     return "".join(parts)
 
 

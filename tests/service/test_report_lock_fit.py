@@ -66,7 +66,7 @@ def test_the_page_shows_the_transfer_figures_and_the_veto() -> None:
     assert "Does the base's lock read this model?" in text
     for shown in ("0.987", "87.5%", "6.2%", "0.911", "0.600", "48 labelled calibration prompts"):
         assert shown in text
-    assert ("Task veto at layer 23 (threshold 0.0421): the fitted condition fires on 10 of 20 of this job's "
+    assert ("Task veto at layer 23 (threshold 0.0421, gap +0.1050): the fitted condition fires on 10 of 20 "
             "task prompts (selection half), 0 with the veto; all 16 harmful calibration prompts stay fired.") in text
 
 
@@ -74,7 +74,7 @@ def test_the_page_says_when_no_veto_was_added_and_what_was_not_measured() -> Non
     none_added = VETO.model_copy(update={"layer": None, "threshold": None, "gap": None, "tasks_fired": 0,
                                          "tasks_fired_after": 0, "reason": "the condition fires on no task prompt"})
     html = _page(transfer=TransferCheck(num_calibration=48).model_dump(), veto=none_added.model_dump())
-    assert "Task veto: none added (the condition fires on no task prompt); the fitted condition fires on 0 of 20" in unescape(html)
+    assert "Task veto: none added (the condition fires on no task prompt); the fitted condition fires on 0 of 20 task prompts" in unescape(html)
     assert html.count("not measured") >= 5
 
 
