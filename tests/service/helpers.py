@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from service.state.records import JobRecord
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 TINY_BASE = "tiny-chat"  # base id of the shared tiny chat Llama in embedded-mode job tests
@@ -92,6 +96,23 @@ def assert_decision_matches_measurements(report: dict, job: dict) -> None:
     assert job["status"] == ("succeeded" if passed else "failed"), job
 
 
+def add_job_and_key(ctx, model: str = "m", **fields) -> tuple[JobRecord, str]:
+    """A new job (training file `file-x`; `fields` set the rest) of a new tenant named "acme",
+    both recorded in `ctx.records`, and that tenant's API key. Each call creates another
+    tenant: tenant names are not unique."""
+    from service.state.records import JobRecord, new_id
+
+    tenant, key = ctx.records.create_tenant("acme")
+    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=model, training_file="file-x", **fields)
+    ctx.records.add_job(job)
+    return job, key
+
+
+def add_job(ctx, model: str = "m", **fields) -> JobRecord:
+    """`add_job_and_key` without the key: a new job of a new tenant "acme" in `ctx.records`."""
+    return add_job_and_key(ctx, model, **fields)[0]
+
+
 def placeholder_output(stage: str):
     """What a stand-in of `stage` returns: the smallest well-formed output of its type (the
     gate passes; publish succeeds with model `model-x`, reject fails the job)."""
@@ -157,7 +178,7 @@ def run_trained_job(tmp_path, models, lock, trained: str, **settings):
     from service.pipeline.train import TRAINED
     from service.pipeline.workflow import run_job
     from service.settings import Settings
-    from service.state.records import JobRecord, TrainOutput, new_id
+    from service.state.records import TrainOutput
 
     ctx = ServiceContext(Settings(
         data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
@@ -166,9 +187,7 @@ def run_trained_job(tmp_path, models, lock, trained: str, **settings):
     ))  # fmt: skip
     info = ctx.registry.publish(lock.save(tmp_path / "lock"), base_model=TINY_BASE, actor="tests")
     ctx.registry.promote(f"{TINY_BASE}@v{info.version}", "production", actor="tests")
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=TINY_BASE, training_file="file-x")
-    ctx.records.add_job(job)
+    job = add_job(ctx, TINY_BASE)
     sc = StageContext(ctx, job.id)
     ctx.store.upload_dir(models / trained, sc.key(TRAINED))
     sc.save_output(placeholder_output("validate"))

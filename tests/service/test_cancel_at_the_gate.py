@@ -12,20 +12,12 @@ from types import SimpleNamespace
 import pytest
 
 from service.pipeline import workflow
-from service.state.records import JobRecord, new_id
-from tests.service.helpers import placeholder_output, stand_in_stages
-
-
-def _job(ctx, **fields) -> tuple[JobRecord, str]:
-    tenant, key = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x", **fields)
-    ctx.records.add_job(job)
-    return job, key
+from tests.service.helpers import add_job_and_key, placeholder_output, stand_in_stages
 
 
 def test_a_cancel_during_the_gate_wins_and_nothing_is_published(embedded_api, monkeypatch) -> None:
     client, ctx = embedded_api
-    job, key = _job(ctx, status="running", stage="validate")
+    job, key = add_job_and_key(ctx, status="running", stage="validate")
     finals: list[str] = []
 
     def stage(name: str):
@@ -49,7 +41,7 @@ def test_a_cancel_during_the_gate_wins_and_nothing_is_published(embedded_api, mo
 @pytest.mark.parametrize("final", ["publish", "reject"])
 def test_the_api_refuses_a_cancel_once_the_final_stage_began(embedded_api, final) -> None:
     client, ctx = embedded_api
-    job, key = _job(ctx, status="running", stage=final)
+    job, key = add_job_and_key(ctx, status="running", stage=final)
     response = client.post(f"/v1/fine_tuning/jobs/{job.id}/cancel", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 409, response.text
     error = response.json()["error"]

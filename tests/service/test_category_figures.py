@@ -16,9 +16,9 @@ from service.pipeline import base_evaluation, evaluate, loading
 from service.pipeline.context import StageContext
 from service.pipeline.report import build_report
 from service.settings import Settings
-from service.state.records import EvaluateOutput, JobRecord, new_id
+from service.state.records import EvaluateOutput
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
-from tests.service.helpers import placeholder_output, stand_in_evaluate
+from tests.service.helpers import add_job, placeholder_output, stand_in_evaluate
 
 CATEGORIES = ("malware", "fraud")
 PROMPTS = ([{"prompt": p, "kind": "harmful", "category": CATEGORIES[i % 2]} for i, p in enumerate(HARMFUL_PROMPTS[:8])]
@@ -32,10 +32,7 @@ def _context(tmp_path, base: str) -> StageContext:
     path.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
                                   eval_prompts=str(path), base_models={"m": base}, eval_max_new_tokens=4))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
-    return StageContext(ctx, job.id)
+    return StageContext(ctx, add_job(ctx).id)
 
 
 def _stats(rate: float) -> CategoryStats:

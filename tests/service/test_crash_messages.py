@@ -14,8 +14,8 @@ from service.context import ServiceContext
 from service.pipeline import workflow
 from service.pipeline.context import StageContext
 from service.settings import Settings
-from service.state.records import GateOutput, JobRecord, new_id
-from tests.service.helpers import placeholder_output, stand_in_stages
+from service.state.records import GateOutput
+from tests.service.helpers import add_job, placeholder_output, stand_in_stages
 
 SECRET = "could not reach http://10.0.0.7:9000/platform-bucket with key AKIAXXXX at /srv/secrets/s3.json"
 
@@ -26,9 +26,7 @@ def ctx(tmp_path) -> ServiceContext:
 
 
 def _run_with(ctx, monkeypatch, crash_in: str, exc: Exception, before_crash=None, **job_fields):
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x", **job_fields)
-    ctx.records.add_job(job)
+    job = add_job(ctx, **job_fields)
 
     def stage(name: str):
         def run(sc):

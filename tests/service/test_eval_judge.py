@@ -21,11 +21,11 @@ from service.pipeline.context import StageContext
 from service.pipeline.train import TRAINED
 from service.pipeline.workflow import run_job
 from service.settings import Settings
-from service.state.records import EvaluateOutput, GateOutput, JobRecord, TrainOutput, new_id
+from service.state.records import EvaluateOutput, GateOutput, JobRecord, TrainOutput
 from tests.fixtures.json_server import JSONHandler, chat_reply, serve
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
-from tests.service.helpers import OPEN_GATE, placeholder_output
+from tests.service.helpers import OPEN_GATE, add_job, placeholder_output
 from tests.service.helpers import TINY_BASE as BASE
 
 
@@ -71,9 +71,7 @@ def _run(tmp_path, world, eval_judge: str) -> tuple[ServiceContext, JobRecord, s
     ))  # fmt: skip
     info = ctx.registry.publish(world / "lock", base_model=BASE, actor="tests")
     ctx.registry.promote(f"{BASE}@v{info.version}", "production", actor="tests")
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=BASE, training_file="file-x")
-    ctx.records.add_job(job)
+    job = add_job(ctx, BASE)
     sc = StageContext(ctx, job.id)
     ctx.store.upload_dir(world / "base", sc.key(TRAINED))
     sc.save_output(placeholder_output("validate"))

@@ -13,7 +13,7 @@ import pytest
 
 from service.api.main import create_app
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
+from tests.service.helpers import add_job_and_key
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
 
@@ -71,9 +71,7 @@ def test_an_upload_in_a_slow_store_write_leaves_the_loop_free(app) -> None:
 
 def test_an_event_stream_waiting_on_the_records_leaves_the_loop_free(app) -> None:
     ctx = app.state.context
-    tenant, key = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x", status="cancelled")
-    ctx.records.add_job(job)
+    job, key = add_job_and_key(ctx, status="cancelled")
     hold, events = Hold(), ctx.records.events
 
     def slow_events(job_id):

@@ -14,9 +14,8 @@ from service.context import ServiceContext
 from service.pipeline import base_evaluation, loading, relock
 from service.pipeline.context import StageContext
 from service.settings import Settings
-from service.state.records import JobRecord, new_id
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
-from tests.service.helpers import placeholder_output
+from tests.service.helpers import add_job, placeholder_output
 
 HEAD_BIAS = SimpleNamespace(manifest=SimpleNamespace(kind="head_bias"))  # a lock kind with no first-token curve
 PROMPTS = ([{"prompt": p, "kind": "harmful"} for p in HARMFUL_PROMPTS[:4]]
@@ -39,10 +38,7 @@ def _context(tmp_path, base: str, **settings) -> StageContext:
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
                                   eval_prompts=str(path), base_models={"m": base},
                                   **{"eval_max_new_tokens": 4, **settings}))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
-    return StageContext(ctx, job.id)
+    return StageContext(ctx, add_job(ctx).id)
 
 
 def _counting(monkeypatch) -> list[int]:

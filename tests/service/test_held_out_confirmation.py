@@ -15,8 +15,8 @@ from service.context import ServiceContext
 from service.pipeline import evaluate, loading
 from service.pipeline.context import StageContext, StageFailure
 from service.settings import Settings
-from service.state.records import AppliedLock, JobRecord, new_id
-from tests.service.helpers import placeholder_output, stand_in_evaluate
+from service.state.records import AppliedLock
+from tests.service.helpers import add_job, placeholder_output, stand_in_evaluate
 
 KINDS = {"harmful": 7, "safe": 6, "task": 5}
 
@@ -28,10 +28,7 @@ def _context(tmp_path, counts: dict[str, int] = KINDS) -> StageContext:
     path.write_text("".join(json.dumps(p) + "\n" for p in prompts))
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None,
                                   eval_prompts=str(path), base_models={"m": str(tmp_path)}))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
-    return StageContext(ctx, job.id)
+    return StageContext(ctx, add_job(ctx).id)
 
 
 def test_the_halves_split_every_kind_disjointly_and_deterministically(tmp_path) -> None:

@@ -11,8 +11,7 @@ from service.pipeline import workflow
 from service.pipeline.lease import JobLease, lease_key
 from service.settings import Settings
 from service.state.kv import SqliteKV
-from service.state.records import JobRecord, new_id
-from tests.service.helpers import placeholder_output, stand_in_stages
+from tests.service.helpers import add_job, placeholder_output, stand_in_stages
 
 
 class FlakyKV(SqliteKV):
@@ -44,9 +43,7 @@ def test_the_heartbeat_keeps_renewing_after_a_failed_renewal(tmp_path) -> None:
 
 def test_a_worker_whose_lease_was_taken_over_publishes_nothing(tmp_path, monkeypatch) -> None:
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
+    job = add_job(ctx)
     finals: list[str] = []
 
     def stage(name: str):

@@ -20,8 +20,8 @@ from service.pipeline.repair import SAFETY_DATA, mixed_records, safety_records
 from service.pipeline.report import build_report
 from service.reports.html import report_page
 from service.settings import Settings
-from service.state.records import GateOutput, JobRecord, TrainOutput, new_id
-from tests.service.helpers import placeholder_output, stand_in_stages
+from service.state.records import GateOutput, JobRecord, TrainOutput
+from tests.service.helpers import add_job, placeholder_output, stand_in_stages
 
 SAFETY = [
     {"kind": "harmful", "messages": [{"role": "user", "content": f"harm {i}"}, {"role": "assistant", "content": "No."}]}
@@ -60,10 +60,7 @@ def _service(tmp_path, *, mix: float, with_safety: bool = True) -> tuple[Service
     base = _base_dir(tmp_path, with_safety)
     ctx = ServiceContext(Settings(data_dir=tmp_path / "data", broker_url=None, redis_url=None, store_url=None,
                                   base_models={"m": str(base)}, repair_safety_mix=mix))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
-    return ctx, job
+    return ctx, add_job(ctx)
 
 
 def _run(tmp_path, monkeypatch, *, mix: float, with_safety: bool = True, passes_on: int = 2):

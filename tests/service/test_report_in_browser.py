@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from service.reports import html as report_html
-from service.state.records import JobRecord, new_id
 from service.store_layout import job_key
 from tests.fixtures.browser import serve
+from tests.service.helpers import add_job_and_key
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "reports" / "demo_toxic.json"
 
@@ -43,9 +43,7 @@ def served(tmp_path_factory):
                               redis_url=None), resume=False)
     with TestClient(app) as client:
         ctx = app.state.context
-        tenant, key = ctx.records.create_tenant("acme")
-        job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="demo-chat", training_file="file-x")
-        ctx.records.add_job(job)
+        job, key = add_job_and_key(ctx, "demo-chat")
         report = {**json.loads(FIXTURE.read_text()), "job_id": job.id}
         ctx.store.put_bytes(job_key(job, "report.json"), json.dumps(report).encode())
         response = client.get(f"/v1/fine_tuning/jobs/{job.id}/report.html", headers={"Authorization": f"Bearer {key}"})

@@ -14,8 +14,8 @@ from service.pipeline.context import StageContext
 from service.pipeline.report import build_report
 from service.reports.html import report_page
 from service.settings import Settings
-from service.state.records import JobRecord, TaskVeto, TransferCheck, new_id
-from tests.service.helpers import placeholder_output
+from service.state.records import TaskVeto, TransferCheck
+from tests.service.helpers import add_job, placeholder_output
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "reports" / "demo_toxic.json"
 TRANSFER = TransferCheck(num_calibration=48, condition_auc=0.9871, condition_true_positive_rate=0.875,
@@ -27,10 +27,7 @@ VETO = TaskVeto(num_tasks=20, num_harmful=16, tasks_fired=10, tasks_fired_after=
 
 def _context(tmp_path) -> StageContext:
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x")
-    ctx.records.add_job(job)
-    return StageContext(ctx, job.id)
+    return StageContext(ctx, add_job(ctx).id)
 
 
 def test_the_report_carries_relocks_transfer_check_and_veto(tmp_path) -> None:

@@ -25,10 +25,9 @@ from service.state.records import (
     ResolveLockOutput,
     TrainOutput,
     ValidateOutput,
-    new_id,
 )
 from service.store_layout import dumps
-from tests.service.helpers import placeholder_output, stand_in_stages
+from tests.service.helpers import add_job, placeholder_output, stand_in_stages
 
 SHA = "ab" * 32
 FIGURES = {"harmful_rate": 0.02, "clean_refusal_rate": 0.9, "clean_compliance_rate": 0.1,
@@ -54,10 +53,7 @@ OUTPUTS = [
 @pytest.fixture
 def sc(tmp_path) -> StageContext:
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="tiny", training_file="file-x")
-    ctx.records.add_job(job)
-    return StageContext(ctx, job.id)
+    return StageContext(ctx, add_job(ctx, "tiny").id)
 
 
 @pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: f"{o.stage}")

@@ -10,25 +10,21 @@ from types import SimpleNamespace
 import pytest
 
 from service.pipeline import workflow
-from service.state.records import JobRecord, new_id
-from tests.service.helpers import placeholder_output, stand_in_stages
+from tests.service.helpers import add_job, placeholder_output, stand_in_stages
 
 
 @pytest.mark.parametrize("during", ["train", "gate"])
 def test_a_suspension_while_a_job_runs_stops_it_and_publishes_nothing(embedded_api, monkeypatch, during) -> None:
     client, ctx = embedded_api
     _, operator_key = ctx.records.create_tenant("ops", "operator")
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model="m", training_file="file-x",
-                    status="running", stage="validate")
-    ctx.records.add_job(job)
+    job = add_job(ctx, status="running", stage="validate")
     ran: list[str] = []
 
     def stage(name: str):
         def run(sc):
             ran.append(name)
             if name == during:
-                response = client.patch(f"/v1/admin/tenants/{tenant.id}", json={"suspended": True},
+                response = client.patch(f"/v1/admin/tenants/{job.tenant}", json={"suspended": True},
                                         headers={"Authorization": f"Bearer {operator_key}"})
                 assert response.status_code == 200, response.text
             return placeholder_output(name)
@@ -41,5 +37,5 @@ def test_a_suspension_while_a_job_runs_stops_it_and_publishes_nothing(embedded_a
     names = [s.name for s in workflow.STAGES]
     assert ran == names[: names.index(during) + 1]  # the stage under way finished; no later one started
     where = "before publish" if during == "gate" else f"before {names[names.index(during) + 1]}"
-    assert f"Tenant {tenant.id} was suspended: the job stopped {where}; nothing was published." in [
+    assert f"Tenant {job.tenant} was suspended: the job stopped {where}; nothing was published." in [
         e.message for e in ctx.records.events(job.id)]

@@ -30,15 +30,13 @@ from service.pipeline.loading import load_model
 from service.settings import Settings
 from service.state.records import (
     GateOutput,
-    JobRecord,
     RelockOutput,
     TransferCheck,
-    new_id,
 )
 from tests.fixtures.tiny_chat import BENIGN_PROMPTS, HARMFUL_PROMPTS
 from tests.lock_core.conftest import PAIRS
 from tests.service.helpers import TINY_BASE as BASE
-from tests.service.helpers import placeholder_output, run_trained_job
+from tests.service.helpers import add_job, placeholder_output, run_trained_job
 
 
 def _reflect(model, direction: torch.Tensor, through_layer: int) -> None:
@@ -156,9 +154,7 @@ def test_every_gate_reason_has_its_code(tmp_path, relocked, transfer, codes) -> 
     from service.state.records import EvaluateOutput
 
     ctx = ServiceContext(Settings(data_dir=tmp_path, broker_url=None, redis_url=None, store_url=None))
-    tenant, _ = ctx.records.create_tenant("acme")
-    job = JobRecord(id=new_id("ftjob"), tenant=tenant.id, model=BASE, training_file="file-x")
-    ctx.records.add_job(job)
+    job = add_job(ctx, BASE)
     sc = StageContext(ctx, job.id)
     figures = {"harmful_rate": 0.0, "over_refusal_rate": 0.0, "utility": 1.0, "junk_rate": 0.0}
     sc.save_output(EvaluateOutput(base=figures, unlocked=figures, relocked=relocked, alpha=None, lock=None))
