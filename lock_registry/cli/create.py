@@ -75,6 +75,13 @@ def create(
             "job re-fits the threshold [default: 64]"
         ),
     ] = None,
+    max_false_fire: Annotated[
+        float | None,
+        typer.Option(
+            help="conditional: the threshold is the lowest firing on at most this share of the "
+            "benign calibration prompts (recall first) [default: best TPR - FPR]"
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="use only the first LIMIT pairs")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
@@ -86,7 +93,7 @@ def create(
 
     conditional_options = {
         "--benign": benign, "--condition-layer": condition_layer, "--position": position,
-        "--calibration-size": calibration_size,
+        "--calibration-size": calibration_size, "--max-false-fire": max_false_fire,
     }  # fmt: skip
     try:
         recipe = get_preset(preset)
@@ -130,6 +137,7 @@ def create(
                 "condition_layer": condition_layer,
                 "position": position,
                 "calibration_size": calibration_size,
+                "max_false_fire": max_false_fire,
             }
             lock = _create_conditional(
                 model, pairs, benign, limit, dtype, device, base_model_id, recipe, overrides

@@ -11,9 +11,11 @@ from lock_registry.apply import apply_lock
 from lock_registry.architectures import attention_output_projections
 from lock_registry.conditional import (
     calibration_prompts,
+    condition_scores,
     create_conditional_lock,
     fit_threshold,
     format_prompts,
+    prompt_activations,
     with_threshold,
 )
 from lock_registry.conditional_apply import (
@@ -245,6 +247,18 @@ def test_fit_threshold_separates_and_centres_in_the_gap():
     assert overlap.true_positive_rate - overlap.false_positive_rate == pytest.approx(0.5)
 
 
+def test_recall_first_threshold_is_the_lowest_within_the_false_fire_bound():
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    labels = torch.tensor([True, True, True, False, False, False, False, False, False, False])
+    assert fit_threshold(scores, labels).threshold == pytest.approx(0.65)
+    fit = fit_threshold(scores, labels, max_false_fire=2 / 7)
+    assert fit.threshold == pytest.approx(0.45)  # fires on 0.6 and 0.5, not 0.4
+    assert fit.true_positive_rate == 1.0 and fit.false_positive_rate == pytest.approx(2 / 7)
+    assert fit_threshold(scores, labels, max_false_fire=0.0).threshold == pytest.approx(0.65)
+    with pytest.raises(LockError, match="max_false_fire"):
+        fit_threshold(scores, labels, max_false_fire=1.0)
+
+
 def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_tokenizer, lock):
     # A "fine-tuned" model whose features shrink: scale the condition layer's output.
     layer = tiny_llama.model.layers[lock.manifest.condition_layer]
@@ -263,6 +277,21 @@ def test_calibration_refits_the_threshold_on_a_shifted_model(tiny_llama, char_to
     )
     assert [p.alpha for p in curve] == [0.0, 4.0]
     assert all(0.0 <= p.harmful_refusal_start <= 1.0 for p in curve)
+
+
+def test_a_recall_first_lock_is_taken_and_refitted_by_its_own_rule(tiny_llama, char_tokenizer, labelled_prompts):
+    made = create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts, base_model_id="tiny",
+                                   num_heads=3, calibration_size=8, max_false_fire=0.5)
+    assert made.manifest.max_false_fire == 0.5
+    carried = calibration_prompts(made)
+    residual = prompt_activations(tiny_llama, char_tokenizer, [p.text for p in carried]).residual
+    scores = condition_scores(residual[:, made.manifest.condition_layer], made.tensors["condition_direction"])
+    labels = torch.tensor([p.harmful for p in carried])
+    assert made.manifest.threshold == pytest.approx(fit_threshold(scores, labels, 0.5).threshold)
+    assert calibrate_threshold(tiny_llama, char_tokenizer, made) == fit_threshold(scores, labels, 0.5)
+    with pytest.raises(LockError, match="max_false_fire must lie in"):
+        create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts, base_model_id="tiny",
+                                max_false_fire=-0.1)
 
 
 def test_fit_to_model_calibrates_conditional_locks_only(tiny_llama, char_tokenizer, lock):

@@ -34,8 +34,19 @@ class ThresholdFit:
     false_positive_rate: float  # benign prompts on which it fires
 
 
-def fit_threshold(scores: torch.Tensor, labels: torch.Tensor) -> ThresholdFit:
-    """Threshold maximising TPR - FPR; among equals, the middle of the widest gap."""
+def check_max_false_fire(max_false_fire: float | None) -> None:
+    """A recall-first threshold rule is a share of benign prompts in [0, 1)."""
+    if max_false_fire is not None and not 0 <= max_false_fire < 1:
+        raise LockError(f"max_false_fire must lie in [0, 1), got {max_false_fire}")
+
+
+def fit_threshold(scores: torch.Tensor, labels: torch.Tensor, max_false_fire: float | None = None) -> ThresholdFit:
+    """Threshold maximising TPR - FPR; among equals, the middle of the widest gap.
+
+    With ``max_false_fire`` (recall first): the lowest threshold at which the condition
+    fires on at most that share of the benign prompts, so harmful prompts unlike the
+    calibration ones, which score lower, are still caught.
+    """
     labels = labels.bool()
     values = torch.sort(scores).values
     cuts = torch.cat([values[:1] - 1e-3, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-3])
@@ -43,13 +54,16 @@ def fit_threshold(scores: torch.Tensor, labels: torch.Tensor) -> ThresholdFit:
     fires = scores[None, :] > cuts[:, None]
     tpr = (fires & labels).sum(1).float() / labels.sum().clamp(min=1)
     fpr = (fires & ~labels).sum(1).float() / (~labels).sum().clamp(min=1)
-    j = tpr - fpr
-    best = torch.isclose(j, j.max())
-    pick = int(torch.argmax(torch.where(best, gaps, torch.full_like(gaps, -1.0))))
+    if max_false_fire is None:
+        j = tpr - fpr
+        best = torch.isclose(j, j.max())
+        pick = int(torch.argmax(torch.where(best, gaps, torch.full_like(gaps, -1.0))))
+    else:
+        check_max_false_fire(max_false_fire)
+        pick = int(torch.nonzero(fpr <= max_false_fire + 1e-9)[0])  # cuts ascend, fpr falls
     return ThresholdFit(
         threshold=float(cuts[pick]),
         auc=ranking_auc(scores, labels),
         true_positive_rate=float(tpr[pick]),
         false_positive_rate=float(fpr[pick]),
     )
-

@@ -26,7 +26,12 @@ from lock_registry.kinds.conditional.activations import (
     format_prompts,
     prompt_activations,
 )
-from lock_registry.kinds.conditional.condition import condition_scores, fit_threshold, ranking_auc
+from lock_registry.kinds.conditional.condition import (
+    check_max_false_fire,
+    condition_scores,
+    fit_threshold,
+    ranking_auc,
+)
 from lock_registry.kinds.conditional.format import (
     KIND,
     POSITION_POLICIES,
@@ -52,6 +57,7 @@ class ConditionalRecipe:
     condition_layer: int | None = None
     position: PositionPolicy = "answer_start"
     calibration_size: int = 64
+    max_false_fire: float | None = None
     default_alpha: float = 8.0
     refusal_start: str = "I"
     compliance_start: str = "Sure"
@@ -154,6 +160,7 @@ def create_conditional_lock(
     position: PositionPolicy = _DEFAULTS.position,
     default_alpha: float = _DEFAULTS.default_alpha,
     calibration_size: int = _DEFAULTS.calibration_size,
+    max_false_fire: float | None = _DEFAULTS.max_false_fire,
     refusal_start: str = _DEFAULTS.refusal_start,
     compliance_start: str = _DEFAULTS.compliance_start,
     base_fingerprint: str = "",
@@ -170,12 +177,17 @@ def create_conditional_lock(
     norm, sigma = std of projections; heads after the condition layer ranked by their
     causal effect on the refusal-vs-compliance first-token margin of benign prompts.
     ``calibration_size`` prompts are held out, carried in the lock, and used to set the
-    base threshold (so it must leave at least 4 prompts to take the lock from).
+    base threshold (so it must leave at least 4 prompts to take the lock from). The
+    threshold maximises TPR - FPR on them, or with ``max_false_fire`` it is the lowest that
+    fires on at most that share of their benign prompts (recall first: harmful prompts
+    unlike the lock's score lower); the lock records the rule, and every re-fit to a
+    fine-tuned model follows it.
     """
     if position not in POSITION_POLICIES:
         raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
     if num_heads < 1:
         raise LockError(f"num_heads must be at least 1, got {num_heads}")
+    check_max_false_fire(max_false_fire)
     n_harmful = sum(p.harmful for p in prompts)
     if n_harmful < 4 or len(prompts) - n_harmful < 4:
         raise LockError(
@@ -229,7 +241,7 @@ def create_conditional_lock(
     chosen = torch.stack([order // heads_per_layer, order % heads_per_layer], dim=1)
 
     fit = fit_threshold(
-        condition_scores(acts.residual[held, cond_layer], cond_dir), labels[held]
+        condition_scores(acts.residual[held, cond_layer], cond_dir), labels[held], max_false_fire
     )
     layers, heads = chosen[:, 0].contiguous(), chosen[:, 1].contiguous()
     return conditional_lock(
@@ -250,6 +262,7 @@ def create_conditional_lock(
         default_alpha=default_alpha,
         creator=creator,
         condition_auc=auc,
+        max_false_fire=max_false_fire,
         head_effects=[float(effects[lay, h]) for lay, h in chosen.tolist()],
         refusal_start=refusal_start,
         compliance_start=compliance_start,

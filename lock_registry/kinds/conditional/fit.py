@@ -32,7 +32,8 @@ from lock_registry.lock import MetaSafetyLock
 
 
 def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> ThresholdFit:
-    """Fit the condition threshold on *this* model from the calibration set the lock carries."""
+    """Fit the condition threshold on *this* model from the calibration set the lock carries,
+    by the rule the lock records (``max_false_fire``)."""
     if lock.manifest.kind != KIND:
         raise LockError(f"a {lock.manifest.kind!r} lock has no condition to calibrate")
     prompts = calibration_prompts(lock)
@@ -40,14 +41,14 @@ def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> Th
         raise LockError("the lock carries no calibration prompts")
     acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
     labels = torch.tensor([p.harmful for p in prompts])
-    layer = ConditionalFields.of(lock).condition_layer
-    scores = condition_scores(acts.residual[:, layer], lock.tensors["condition_direction"])
+    fields = ConditionalFields.of(lock)
+    scores = condition_scores(acts.residual[:, fields.condition_layer], lock.tensors["condition_direction"])
     if not torch.isfinite(scores).all():
         raise LockError(
             f"the condition scores of the calibration prompts are not finite on this model "
-            f"(its residual after layer {layer} holds NaN or inf): the threshold cannot be fitted"
+            f"(its residual after layer {fields.condition_layer} holds NaN or inf): the threshold cannot be fitted"
         )
-    return fit_threshold(scores, labels)
+    return fit_threshold(scores, labels, fields.max_false_fire)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class ConditionalFields(KindFields):
 
     condition_layer: int  # decoder layer whose residual the condition reads
     threshold: float  # the condition fires above this cosine
+    max_false_fire: float | None = None  # threshold rule: None = best TPR - FPR; q = recall first
     position: PositionPolicy  # which positions are steered
     hidden_size: int  # length of the condition direction
     condition_auc: float | None = None  # held-out AUC of the condition at creation
@@ -72,6 +73,13 @@ class ConditionalFields(KindFields):
     def _known_position(cls, value: Any) -> Any:
         if value not in POSITION_POLICIES:
             raise ValueError(f"position {value!r} is not one of {POSITION_POLICIES}")
+        return value
+
+    @field_validator("max_false_fire")
+    @classmethod
+    def _a_share(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value < 1:
+            raise ValueError(f"max_false_fire must lie in [0, 1), got {value}")
         return value
 
     @property
