@@ -40,6 +40,10 @@ class DemoConfig:
     lock_position: Literal["answer_start", "answer"] = "answer_start"
     """Where a conditional lock steers once its condition fires: the answer's first token
     only, or every answer token (lock_registry's `PositionPolicy`)."""
+    lock_max_false_fire: float | None = None
+    """A conditional lock's threshold rule (lock_registry's `fit_threshold`): None, the best
+    TPR - FPR on its calibration prompts; a share q, the lowest threshold firing on at most q
+    of their benign ones (recall first)."""
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
     lock_recipe: Literal["paper", "conditional"] = "conditional"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
@@ -85,7 +89,7 @@ SIZES: dict[Size, DemoConfig] = {
         size="demo", base_model=REAL_MODEL_ID, model_size=None, n_task=20, n_harmful=10,
         n_validation=8, method="full",
         hyperparameters={**REAL_HYPERPARAMETERS, "max_seq_length": 256},
-        eval_limit=40, eval_max_new_tokens=40, lock_heads=16,
+        eval_limit=40, eval_max_new_tokens=40, lock_heads=16, lock_max_false_fire=0.15,
         alpha_grid=[0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0],
     ),
 }

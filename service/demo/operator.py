@@ -160,6 +160,7 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                + [LabelledPrompt(e.prompt, False) for e in others])
     lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=config.base_model,
                                    num_heads=config.lock_heads, position=config.lock_position,
+                                   max_false_fire=config.lock_max_false_fire,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
     return lock, f"{len(prompts)} labelled prompts"
 
@@ -177,7 +178,8 @@ def lock_key(model_dir: Path, config: DemoConfig) -> str:
     parts = {
         "weights": [sha256_file(f) for f in sorted(model_dir.glob("*.safetensors"))],
         "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
-        **({"position": config.lock_position} if config.lock_recipe == "conditional" else {}),
+        **({"position": config.lock_position, "max_false_fire": config.lock_max_false_fire}
+           if config.lock_recipe == "conditional" else {}),
         "pairs": PAIRS, "base_model": config.base_model,
         "code": [sha256_file(f) for f in sorted(code.rglob("*.py"))],
     }
