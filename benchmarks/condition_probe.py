@@ -14,7 +14,9 @@ compared, each taken from the base's training prompts only:
 - ``probe``: logistic regression (L2) on the K+1 features.
 
 On each model given (the aligned base and fine-tuned descendants) the threshold is
-re-fitted on the lock's calibration prompts, as relock does; then the share of prompts it
+re-fitted on the lock's calibration prompts, as relock does (by TPR - FPR, and with
+``--false-fire Q``: the lowest threshold firing on at most Q of the benign calibration
+prompts, recall first); then the share of prompts it
 fires on is counted on sets the lock never saw: AdvBench (520), our harmful set in other
 styles (120), XSTest's safe prompts (250), and the demo world's test split (harmful,
 safe, customer-task). Every condition reads layers <= K only, so the lock's steered heads
@@ -38,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from align_real import load_sets  # noqa: E402
+from align_real import load_sets
 
 METHODS = ("single", "mean-z", "probe")
 
@@ -47,14 +49,14 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
 
 
-def lock_prompts(seed: int):
-    """The demo operator's labelled prompts, drawn as `_conditional_lock` draws them."""
+def lock_prompts(seed: int, pairs: int):
+    """The demo operator's labelled prompts, drawn as `_conditional_lock` draws them
+    (``pairs``: the operator's PAIRS; another value draws more or fewer the same way)."""
     from lock_registry.kinds.conditional import LabelledPrompt
-    from service.demo.operator import PAIRS
     from service.demo_world.corpus import sample, sample_mixture, unique
 
     rng = random.Random(f"demo-lock-{seed}")
-    half = PAIRS * 2
+    half = pairs * 2
     harmful = unique(sample("harmful", "train", half * 3, rng))[:half]
     others = unique(sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3, rng))[:half]
     return [LabelledPrompt(e.prompt, True) for e in harmful] + [LabelledPrompt(e.prompt, False) for e in others]
@@ -116,9 +118,12 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
                     help="a model to read (the first is the aligned base the conditions are taken from)")
     ap.add_argument("--seed", type=int, default=0, help="the demo's seed (its lock draw) and the demo test draw")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="lock data size as the demo's PAIRS (default: the demo's own, 48: 192 prompts)")
     ap.add_argument("--calibration-size", type=int, default=64, help="as the lock's recipe (conditional preset)")
     ap.add_argument("--n-demo", type=int, default=100, help="demo-world test prompts per kind")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--false-fire", default="", help="comma-separated Q: also fit the recall-first thresholds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -128,7 +133,10 @@ def main() -> None:
     from service.evaluation.loading import load_model
 
     models = dict(m.split("=", 1) for m in args.model)
-    prompts = lock_prompts(args.seed)
+    rules = [None] + [float(q) for q in args.false_fire.split(",") if q]
+    from service.demo.operator import PAIRS
+
+    prompts = lock_prompts(args.seed, args.pairs or PAIRS)
     labels = torch.tensor([p.harmful for p in prompts])
     train, held = _split(labels, args.calibration_size, args.seed)
     sets = held_out_sets(args.data, args.n_demo, args.seed)
@@ -161,14 +169,20 @@ def main() -> None:
         say(f"{name}: read {sum(len(v) for v in sets.values()) + len(held)} prompts in {time.perf_counter() - t0:.0f} s")
         rows = {}
         for method in METHODS:
-            fit = fit_threshold(conditions.scores(calib_x)[method], labels[held])
-            fired = {k: float((conditions.scores(x)[method] > fit.threshold).float().mean()) for k, x in set_x.items()}
-            adv, xs = conditions.scores(set_x["advbench"])[method], conditions.scores(set_x["xstest_safe"])[method]
-            auc = ranking_auc(torch.cat([adv, xs]), torch.cat([torch.ones(len(adv)), torch.zeros(len(xs))]).bool())
-            rows[method] = {"calibration_auc": fit.auc, "calibration_tpr": fit.true_positive_rate,
-                            "calibration_fpr": fit.false_positive_rate, "advbench_vs_xstest_auc": auc, "fires": fired}
-            say(f"{name} {method:7} calib AUC {fit.auc:.3f} | AdvBench-vs-XSTest AUC {auc:.3f} | fires: "
-                + ", ".join(f"{k} {100 * v:.1f}%" for k, v in fired.items()))
+            for rule in rules:
+                label = method if rule is None else f"{method} fire<={rule:g}"
+                fit = fit_threshold(conditions.scores(calib_x)[method], labels[held], max_false_fire=rule)
+                fired = {k: float((conditions.scores(x)[method] > fit.threshold).float().mean())
+                         for k, x in set_x.items()}
+                adv, xs = conditions.scores(set_x["advbench"])[method], conditions.scores(set_x["xstest_safe"])[method]
+                auc = ranking_auc(torch.cat([adv, xs]),
+                                  torch.cat([torch.ones(len(adv)), torch.zeros(len(xs))]).bool())
+                rows[label] = {"calibration_auc": fit.auc, "calibration_tpr": fit.true_positive_rate,
+                               "calibration_fpr": fit.false_positive_rate, "advbench_vs_xstest_auc": auc,
+                               "fires": fired}
+                say(f"{name} {label:16} calib AUC {fit.auc:.3f} TPR {fit.true_positive_rate:.2f} "
+                    f"FPR {fit.false_positive_rate:.2f} | AdvBench-vs-XSTest AUC {auc:.3f} | fires: "
+                    + ", ".join(f"{k} {100 * v:.1f}%" for k, v in fired.items()))
         results["models"][name] = {"dir": path, "methods": rows}
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))

@@ -292,6 +292,7 @@ def _rates(answers: Sequence) -> tuple[float, float, float]:
 def run_cell(aligned: Path, attacked: Path, cell: Cell, *, paper_alphas: Sequence[float],
              conditional_alphas: Sequence[float], paper_heads: int, conditional_heads: int,
              calibration_size: int, batch_size: int, max_new_tokens: int, device: str,
+             max_false_fire: float | None = None,
              report: Callable[[list[RealRow]], None], base_model_id: str = MODEL_ID,
              evaluate_aligned: bool = True) -> list[RealRow]:
     """Locks from ``aligned``; the attacked model without and under them; the aligned model
@@ -305,7 +306,7 @@ def run_cell(aligned: Path, attacked: Path, cell: Cell, *, paper_alphas: Sequenc
     if conditional_alphas:
         locks["conditional/base"] = _timed(create_conditional_lock, base, tok, cell.labelled,
                                            base_model_id=base_model_id, num_heads=conditional_heads,
-                                           calibration_size=calibration_size)
+                                           calibration_size=calibration_size, max_false_fire=max_false_fire)
         say(f"conditional lock: {locks['conditional/base'][1]:.1f} s")
     if paper_alphas:
         locks["paper/base"] = _timed(create_lock, base, tok, cell.pairs, base_model_id=base_model_id,
@@ -422,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calibration-size", type=int, default=64)
     ap.add_argument("--lock-questions", action="store_true",
                     help="the conditional lock's labelled prompts also take our plain questions")
+    ap.add_argument("--max-false-fire", type=float, default=None,
+                    help="the conditional lock's recall-first threshold rule (default: best TPR - FPR)")
     ap.add_argument("--paper-heads", type=int, default=24)
     ap.add_argument("--conditional-heads", type=int, default=16)
     ap.add_argument("--paper-alphas", type=parse_alphas, default=(0.0, 2.0, 4.0))
@@ -476,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run_cell(aligned, attacked, cell, paper_alphas=args.paper_alphas,
                     conditional_alphas=args.conditional_alphas, paper_heads=args.paper_heads,
                     conditional_heads=args.conditional_heads, calibration_size=args.calibration_size,
+                    max_false_fire=args.max_false_fire,
                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device,
                     report=report, evaluate_aligned=not args.no_aligned_row)
     print("\n".join(table(rows)))
