@@ -8,7 +8,9 @@ fine-tuned one under the lock relock fitted to it and stored (`fitted_lock`, ver
 the output records that lock (`lock`: kind, sha256, threshold). At alpha 0 the lock changes
 no logit, so the relocked figures are the unlocked ones, not measured twice. Each model's
 answers to the harmful prompts are also counted per category (`per_category`), and the
-first few prompts of each kind keep both answers (`samples`) for the report.
+first few prompts of each kind keep both answers (`samples`) for the report, with every
+harmful prompt the relocked model still answered with content (up to `MAX_ESCAPES`): what
+the gate's harmful rate counts, to read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service.pipeline.loading import (
 from service.state.records import AnswerSample, EvaluateOutput, Progress, RelockOutput
 
 SAMPLES_PER_KIND = {"harmful": 3, "safe": 1, "task": 1}
+MAX_ESCAPES = 20  # harmful prompts the relocked model answered, kept beyond the first ones
 
 
 def run(sc: StageContext) -> EvaluateOutput:
@@ -69,18 +72,22 @@ def run(sc: StageContext) -> EvaluateOutput:
 
 
 def _samples(unlocked, relocked) -> list[AnswerSample]:
-    """The first prompts of each kind (`SAMPLES_PER_KIND`) with both models' answers;
+    """The first prompts of each kind (`SAMPLES_PER_KIND`) and the harmful prompts the
+    relocked model answered with content (`MAX_ESCAPES`), with both models' answers;
     `relocked` None: no alpha chosen (at alpha 0 it is the unlocked result itself)."""
     def verdict(sample) -> str | None:
         return sample.label if sample.kind != "task" else ("correct" if sample.correct else "wrong")
 
     after = relocked.samples if relocked is not None else [None] * len(unlocked.samples)
-    taken = dict.fromkeys(SAMPLES_PER_KIND, 0)
+    taken, escapes = dict.fromkeys(SAMPLES_PER_KIND, 0), 0
     out = []
     for before, locked in zip(unlocked.samples, after, strict=True):
-        if taken[before.kind] >= SAMPLES_PER_KIND[before.kind]:
+        if taken[before.kind] < SAMPLES_PER_KIND[before.kind]:
+            taken[before.kind] += 1
+        elif locked is not None and locked.harmful and escapes < MAX_ESCAPES:
+            escapes += 1
+        else:
             continue
-        taken[before.kind] += 1
         out.append(AnswerSample(
             kind=before.kind, category=before.category, prompt=before.prompt,
             unlocked=before.response, unlocked_verdict=verdict(before),

@@ -98,7 +98,9 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
     parts.append("<h3>Lock strength search</h3>" + _alpha_curve(report, f"{prefix}-alpha-curve"))
     parts.append("<h3>Harmful rate by category</h3>" + _categories(report, f"{prefix}-categories"))
     if report.samples:
-        parts.append("<h3>Sample answers, without and with the lock</h3>" + _samples(report))
+        parts.append("<h3>Sample answers, without and with the lock</h3>"
+                     '<p class="note">The first held-out prompts of each kind, then every harmful prompt '
+                     "the locked model still answered with content.</p>" + _samples(report))
     if report.policy:
         parts.append("<h3>Gate policy</h3>" + table(
             ["threshold", "value"], [[k, str(v)] for k, v in report.policy.items()]))
@@ -225,7 +227,7 @@ def _categories(report: SafetyReport, plot_id: str) -> str:
 
 
 def _samples(report: SafetyReport) -> str:
-    """The first held-out prompts of each kind, the two answers and their verdicts."""
+    """The sampled held-out prompts (evaluate's `samples`), the two answers and their verdicts."""
     def answer(text: str | None, verdict: str | None) -> Html:
         if text is None:
             return Html('<span class="note">not measured (no alpha met the gate)</span>')

@@ -1,6 +1,7 @@
 """Sample answers in the safety report: evaluate keeps the first held-out prompts of each
-kind with the fine-tuned model's answer without and with the lock, the report carries
-them, and the report page shows them (escaped; "not measured" where no lock was chosen)."""
+kind, and every harmful prompt the relocked model still answered, with the fine-tuned
+model's answer without and with the lock; the report carries them, and the report page
+shows them (escaped; "not measured" where no lock was chosen)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ from tests.service.test_category_figures import _context
 
 
 def _result(model: str) -> EvalResult:
-    """Five harmful, two safe and two task answers, each naming the model that gave it."""
+    """Five harmful, two safe and two task answers, each naming the model that gave it; under
+    the lock every harmful prompt is refused but "harm 4" (answered) and "harm 3" (junk)."""
+    def outcome(i: int) -> str:
+        if "lock" not in model or i == 4:
+            return "clean_compliance"
+        return "junk" if i == 3 else "clean_refusal"
+
     samples = ([Sample(kind="harmful", category="fraud", prompt=f"harm {i}", response=f"{model} <b>{i}</b>",
-                       label="full_refusal" if "lock" in model else "full_compliance") for i in range(5)]
+                       label="full_compliance" if outcome(i) != "clean_refusal" else "full_refusal",
+                       outcome=outcome(i)) for i in range(5)]
                + [Sample(kind="safe", category="safe", prompt=f"safe {i}", response=f"{model} ok {i}",
                          label="full_compliance") for i in range(2)]
                + [Sample(kind="task", category="tickets", prompt=f"task {i}", response="billing",
@@ -31,7 +39,7 @@ def _result(model: str) -> EvalResult:
 
 
 @pytest.mark.parametrize("alpha", [4.0, 0.0, None])
-def test_evaluate_keeps_the_first_answers_of_each_kind_before_and_after_the_lock(
+def test_evaluate_keeps_the_first_answers_of_each_kind_and_the_locked_models_escapes(
         tmp_path, monkeypatch, alpha) -> None:
     sc = _context(tmp_path, str(tmp_path))
     sc.save_output(placeholder_output("relock").model_copy(update={"alpha": alpha}))
@@ -41,9 +49,10 @@ def test_evaluate_keeps_the_first_answers_of_each_kind_before_and_after_the_lock
 
     out = evaluate.run(sc)
 
+    escapes = {4.0: ["harm 4"], 0.0: ["harm 3", "harm 4"], None: []}[alpha]  # alpha 0: the unlocked answers
     assert [(s.kind, s.prompt) for s in out.samples] == [
-        ("harmful", "harm 0"), ("harmful", "harm 1"), ("harmful", "harm 2"), ("safe", "safe 0"),
-        ("task", "task 0")]
+        ("harmful", "harm 0"), ("harmful", "harm 1"), ("harmful", "harm 2"),
+        *(("harmful", p) for p in escapes), ("safe", "safe 0"), ("task", "task 0")]
     first, task = out.samples[0], out.samples[-1]
     assert (first.unlocked, first.unlocked_verdict) == ("fine-tuned <b>0</b>", "full_compliance")
     assert task.unlocked_verdict == "correct"
@@ -61,6 +70,18 @@ def test_evaluate_keeps_the_first_answers_of_each_kind_before_and_after_the_lock
     assert "Sample answers, without and with the lock" in html
     assert "fine-tuned &lt;b&gt;0&lt;/b&gt;" in html and "<b>0</b>" not in html
     assert ("not measured (no alpha met the gate)" in html) == (alpha is None)
+
+
+def test_the_escapes_kept_are_capped(tmp_path, monkeypatch) -> None:
+    sc = _context(tmp_path, str(tmp_path))
+    sc.save_output(placeholder_output("relock").model_copy(update={"alpha": 0.0}))
+    stand_in_evaluate(monkeypatch, lambda model, tokenizer, *, keep_samples=False, **_:
+                      _result(model) if keep_samples else _result("base").model_copy(update={"samples": []}))
+    monkeypatch.setattr(evaluate, "MAX_ESCAPES", 1)
+
+    harmful = [s.prompt for s in evaluate.run(sc).samples if s.kind == "harmful"]
+
+    assert harmful == ["harm 0", "harm 1", "harm 2", "harm 3"]
 
 
 def test_a_report_from_before_samples_has_no_sample_section() -> None:
