@@ -129,7 +129,7 @@ def main() -> None:
 
     from lock_registry.kinds.conditional.activations import prompt_activations
     from lock_registry.kinds.conditional.condition import fit_threshold, ranking_auc
-    from lock_registry.kinds.conditional.create import _split  # the lock's own calibration split
+    from lock_registry.kinds.conditional.create import calibration_split
     from service.evaluation.loading import load_model
 
     models = dict(m.split("=", 1) for m in args.model)
@@ -138,7 +138,7 @@ def main() -> None:
 
     prompts = lock_prompts(args.seed, args.pairs or PAIRS)
     labels = torch.tensor([p.harmful for p in prompts])
-    train, held = _split(labels, args.calibration_size, args.seed)
+    train, held = calibration_split(labels, args.calibration_size, args.seed)
     sets = held_out_sets(args.data, args.n_demo, args.seed)
     say(f"{len(prompts)} lock prompts ({len(held)} calibration); held-out sets: "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))

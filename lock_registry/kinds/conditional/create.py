@@ -72,8 +72,9 @@ _DEFAULTS = ConditionalRecipe(name="defaults")
 CONDITIONAL = ConditionalRecipe(name="conditional")  # the built-in preset
 
 
-def _split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified split: (train indices, held-out indices) with ``holdout`` held out."""
+def calibration_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lock's stratified calibration split: (train indices, held-out indices), ``holdout``
+    held out, drawn by ``seed`` as `create_conditional_lock` draws it."""
     gen = torch.Generator().manual_seed(seed)
     train, held = [], []
     for value in (True, False):
@@ -206,7 +207,7 @@ def create_conditional_lock(
     if condition_layer is not None and not 0 <= condition_layer < num_layers - 1:
         raise LockError(f"condition layer {condition_layer} not in [0, {num_layers - 2}]")
     labels = torch.tensor([p.harmful for p in prompts])
-    train, held = _split(labels, calibration_size, seed)
+    train, held = calibration_split(labels, calibration_size, seed)
     say(f"reading activations of {len(prompts)} prompts")
     acts = prompt_activations(
         model, tokenizer, [p.text for p in prompts],
