@@ -130,12 +130,11 @@ def main() -> None:
     from lock_registry.kinds.conditional.activations import prompt_activations
     from lock_registry.kinds.conditional.condition import fit_threshold, ranking_auc
     from lock_registry.kinds.conditional.create import calibration_split
+    from service.demo.operator import PAIRS
     from service.evaluation.loading import load_model
 
     models = dict(m.split("=", 1) for m in args.model)
     rules = [None] + [float(q) for q in args.false_fire.split(",") if q]
-    from service.demo.operator import PAIRS
-
     prompts = lock_prompts(args.seed, args.pairs or PAIRS)
     labels = torch.tensor([p.harmful for p in prompts])
     train, held = calibration_split(labels, args.calibration_size, args.seed)

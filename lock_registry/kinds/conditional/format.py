@@ -23,6 +23,7 @@ from pydantic import field_validator
 from lock_registry.architectures import HeadGeometry
 from lock_registry.errors import LockError, LockFormatError
 from lock_registry.kinds import KindFields
+from lock_registry.kinds.conditional.condition import check_max_false_fire
 from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafetyLock
 
 KIND = "conditional"
@@ -78,8 +79,10 @@ class ConditionalFields(KindFields):
     @field_validator("max_false_fire")
     @classmethod
     def _a_share(cls, value: float | None) -> float | None:
-        if value is not None and not 0 <= value < 1:
-            raise ValueError(f"max_false_fire must lie in [0, 1), got {value}")
+        try:
+            check_max_false_fire(value)
+        except LockError as e:  # pydantic reports ValueErrors as the field's problem
+            raise ValueError(str(e)) from None
         return value
 
     @property
