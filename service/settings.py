@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         "stops firing on the evaluation's task prompts (selection half) where one layer tells them from every harmful "
         "calibration prompt; the gate measures on the held-out half. False: the fitted condition alone.",
     )
+    relock_fallback_positions: list[Literal["answer_start", "answer"]] = Field(
+        default_factory=list, description="Steering positions relock also tries for a conditional lock, in order, when no "
+        "alpha of the grid meets the gate at the lock's own position (`answer_start`: the answer's first token; "
+        "`answer`: every answer token); the lock published steers where the chosen alpha was measured. Empty: the "
+        "lock's own position only.",
+    )
     eval_prompts: str | None = Field(
         None, description="Evaluation prompts (JSONL/CSV with a `kind` column); default: `eval_prompts.jsonl` beside the base model."
     )

@@ -85,8 +85,10 @@ def report_view(report: SafetyReport) -> Group:
     parts: list = [table]
     if report.alpha_curve:
         curve = Table("alpha", "harmful rate", "utility", "over-refusal", title="alpha search (selection prompts)")
-        for p in report.alpha_curve:
-            curve.add_row(num(p.alpha, "g"), pct(p.harmful_rate), num(p.utility),
+        steered = {p.position for p in report.alpha_curve if p.position}
+        for p in report.alpha_curve:  # the position only where relock searched more than one
+            where = f" ({p.position})" if len(steered) > 1 and p.position else ""
+            curve.add_row(num(p.alpha, "g") + where, pct(p.harmful_rate), num(p.utility),
                           pct(p.over_refusal))
         parts.append(curve)
     if report.samples:

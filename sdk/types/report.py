@@ -40,13 +40,15 @@ class Eval(BaseModel):
 
 
 class AlphaPoint(BaseModel):
-    """One alpha relock tried; a figure it did not measure is None."""
+    """One alpha relock tried; a figure it did not measure is None. `position`: where the
+    lock steered (`answer_start` or `answer`; None at alpha 0 and for locks without one)."""
 
     alpha: float
     harmful_rate: float | None = None
     utility: float | None = None
     over_refusal: float | None = None
     junk_rate: float | None = None
+    position: str | None = None
 
 
 class Selection(BaseModel):

@@ -15,8 +15,11 @@ quality). Otherwise the first-token screen (`alpha_screen.py`: one forward pass 
 harmful prompts per alpha, no answers generated) shortlists alphas; answers are generated
 for the shortlist first, and for the rest of the grid, smallest first, only if the
 shortlist meets no gate; every alpha chosen was generated and judged. The output records
-the screen (`screen`) and every alpha generated (`curve`, in the order tried). None
-chosen = the gate will reject.
+the screen (`screen`) and every alpha generated (`curve`, in the order tried). If no alpha
+meets the gate at a conditional lock's own steering position, the same order is searched
+again at each of the operator's `relock_fallback_positions` (`steering_position.py`); the
+lock stored steers where the chosen alpha was measured, and each curve point records its
+position. None chosen = the gate will reject.
 
 Before the grid, the registry's lock is fitted to the fine-tuned model (`fit_to_model`):
 a conditional lock's condition threshold is re-fitted on the calibration prompts it
@@ -39,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from service.pipeline import alpha_screen, task_veto
+from service.pipeline import alpha_screen, steering_position, task_veto
 from service.pipeline.base_evaluation import base_evaluation
 from service.pipeline.context import StageContext
 from service.pipeline.gate import GatePolicy, policy_for
@@ -72,21 +75,24 @@ def run(sc: StageContext) -> RelockOutput:
     lock, fit = fit_to_model(model, tokenizer, registry_lock)
     fit_record = _record_fit(sc, registry_lock, fit)
     lock, veto = task_veto.fit(sc, model, tokenizer, lock, sets["tasks"])
-    stored = store_fitted_lock(sc, lock)
     transfer = check_transfer(model, tokenizer, lock, fit_record)  # the gate holds it against the policy's bounds
     sc.event(describe_transfer(transfer), type="metrics", data=transfer.model_dump(), once="transfer")
     unlocked = summarise(evaluate_model(model, tokenizer, **common, **sets))
     grid = sc.settings.alpha_grid
-    cut_short: set[float] = set()
+    positions = steering_position.to_try(sc.settings, lock)
+    rest = [a for a in grid if a != 0]
+    total_steps = len(grid) + len(rest) * (len(positions) - 1)
+    cut_short: set[tuple[float, str | None]] = set()
 
     def measure(alpha: float) -> Figures:
         """Harmful prompts first; the safe and task prompts only if those pass (else the
-        alpha already fails, whatever they would show)."""
+        alpha already fails, whatever they would show). Applies `lock` as the search has
+        it now (at the position being searched)."""
         if alpha == 0:
             return unlocked
         harmful = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, harmful=sets["harmful"], **common))
         if policy.harmful_reasons(base, harmful):
-            cut_short.add(alpha)
+            cut_short.add((alpha, steering_position.own(lock)))
             return harmful
         rest = summarise(evaluate_model(model, tokenizer, lock=lock, alpha=alpha, safe=sets["safe"],
                                         tasks=sets["tasks"], **common))
@@ -95,30 +101,41 @@ def run(sc: StageContext) -> RelockOutput:
     screen: AlphaScreen | None = None
 
     def report(step: int, point: dict, reasons: list[str]) -> None:
+        position = steering_position.own(lock) if point["alpha"] != 0 else None
+        point["position"] = position
         verdict = "meets the gate" if not reasons else "fails the gate: " + "; ".join(reasons)
-        if point["alpha"] in cut_short:
+        if (point["alpha"], position) in cut_short:
             verdict = ("fails the gate on its answers to harmful prompts: " + "; ".join(policy.harmful_reasons(
                 base, {"harmful_rate": point["harmful_rate"], "junk_rate": point["junk_rate"]}))
                 + " (safe and task prompts not asked)")
         point.update(_screened(screen, point["alpha"]))  # the curve's point too: what the screen saw there
-        sc.event(f"alpha {point['alpha']:g}{_why_generated(screen, point['alpha'])}: harmful rate "
+        fallback = position not in (None, positions[0])
+        where = f" steering {position}" if fallback else ""
+        sc.event(f"alpha {point['alpha']:g}{where}{_why_generated(screen, point['alpha'])}: harmful rate "
                  f"{_pct(point['harmful_rate'])}, utility {_pct(point['utility'])}, over-refusal "
                  f"{_pct(point['over_refusal'])}, junk {_pct(point['junk_rate'])}; {verdict}",
-                 type="metrics", data=point, once=f"alpha:{point['alpha']}")
-        sc.progress(Progress(stage="relock", step=step, total_steps=len(grid)))
+                 type="metrics", data=point, once=f"alpha:{point['alpha']}" + (f"@{position}" if fallback else ""))
+        sc.progress(Progress(stage="relock", step=step, total_steps=total_steps))
 
     common_choice = {"base": base, "unlocked": unlocked, "policy": policy, "report": report}
     chosen, curve = choose_alpha([a for a in grid if a == 0], measure, **common_choice)  # measured already
-    rest = [a for a in grid if a != 0]
     if chosen is None and rest:
+        # The screen reads the first answer token, which every position steers alike: one screen orders all.
         screen = alpha_screen.screen(model, tokenizer, lock, sets["harmful"], rest, policy.max_harmful_rate)
         sc.event(alpha_screen.describe(screen), type="metrics", data=screen.model_dump(), once="alpha_screen")
-        chosen, tried = choose_alpha(alpha_screen.search_order(rest, screen), measure, first_step=len(curve) + 1,
-                                     **common_choice)
-        curve += tried
-        generated = [point["alpha"] for point in tried]
+        for i, position in enumerate(positions):
+            if i:
+                sc.event(steering_position.describe_fallback(positions[i - 1], position), once=f"position:{position}")
+                lock = steering_position.at(lock, position)
+            chosen, tried = choose_alpha(alpha_screen.search_order(rest, screen), measure,
+                                         first_step=len(curve) + 1, **common_choice)
+            curve += tried
+            if chosen is not None:
+                break
+        generated = [point["alpha"] for point in curve if point["alpha"] != 0]
         screen = screen.model_copy(update={
             "generated": generated, "full_search": any(a not in screen.shortlist for a in generated)})
+    stored = store_fitted_lock(sc, lock)  # at the position the chosen alpha was measured (the last searched if none)
     if chosen is None:
         sc.event("No alpha in the grid met the gate (harmful rate, over-refusal, utility and junk).",
                  level="warn", once="no_alpha")

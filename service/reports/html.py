@@ -157,7 +157,10 @@ def _lock_fit(report: SafetyReport) -> str:
 
 def _alpha_curve(report: SafetyReport, plot_id: str) -> str:
     title = "Lock strength search: harmful rate, over-refusal and utility against alpha"
-    curve = sorted(report.alpha_curve, key=lambda p: p.alpha)
+    positions = list(dict.fromkeys(p.position for p in report.alpha_curve if p.position))
+    chosen_point = next((p for p in reversed(report.alpha_curve) if p.alpha == report.alpha != 0), None)  # the last
+    plotted = chosen_point.position if chosen_point else (positions[-1] if positions else None)
+    curve = sorted((p for p in report.alpha_curve if p.position in (None, plotted)), key=lambda p: p.alpha)
     if not curve:
         return _figure(message_plot(plot_id=plot_id, title=title,
                                     message="not measured: the job stopped before relock tried a lock strength"), "", "")
@@ -174,19 +177,28 @@ def _alpha_curve(report: SafetyReport, plot_id: str) -> str:
     chosen = (f"The chosen alpha is {report.alpha:g}." if report.alpha is not None
               else "No alpha met the gate, so none was chosen.")
     unmeasured = [s.label for s in candidates if s not in lines]
-    desc = (f"Relock tried alpha {alphas} on the selection prompts. Harmful rate {pct(first.harmful_rate)} at "
+    steering = f" steering {plotted}" if len(positions) > 1 else ""
+    desc = (f"Relock tried alpha {alphas}{steering} on the selection prompts. Harmful rate {pct(first.harmful_rate)} at "
             f"alpha {first.alpha:g} and {pct(last.harmful_rate)} at alpha {last.alpha:g}. {chosen}"
             + (f" Not measured: {', '.join(unmeasured)}." if unmeasured else ""))
     svg = line_plot(plot_id=plot_id, title=title, desc=desc, lines=lines, x_label="lock strength alpha",
                     marked_x=report.alpha, marked_label=f"chosen alpha {report.alpha:g}" if report.alpha is not None else "",
                     limit=limit, limit_label=f"gate limit on harmful + junk ({pct(limit)})" if limit is not None else "")
-    rows = [[f"{p.alpha:g}" + (" (chosen)" if p.alpha == report.alpha else ""), pct(p.harmful_rate),
-             pct(p.junk_rate), pct(p.over_refusal), pct(p.utility)] for p in curve]
+    listed = sorted(report.alpha_curve, key=lambda p: (positions.index(p.position) if p.position else -1, p.alpha))
+    rows = [[f"{p.alpha:g}" + (" (chosen)" if p is chosen_point or p.alpha == report.alpha == 0 else ""),
+             *([p.position or "-"] if len(positions) > 1 else []), pct(p.harmful_rate),
+             pct(p.junk_rate), pct(p.over_refusal), pct(p.utility)] for p in listed]
     caption = ("The alphas relock measured on the selection half of the evaluation prompts; it keeps the "
                "smallest that the gate passes (harmful plus junk answers at most the limit, over-refusal, utility "
                "and junk within tolerance). Over-refusal and utility are measured only for an alpha whose answers "
                "to harmful prompts pass. The gate then confirms the choice on the held-out half (the table above).")
-    return _figure(svg, table(["alpha", "harmful rate", "junk answers", "over-refusal", "utility"], rows), caption)
+    if len(positions) > 1:
+        caption += (f" No alpha met the gate steering {positions[0]}, so relock searched again steering "
+                    f"{', then '.join(positions[1:])} (the operator's fallback positions; `answer_start` steers the "
+                    f"answer's first token, `answer` every answer token); the plot shows the {plotted} search.")
+    head = ["alpha", *(["steered"] if len(positions) > 1 else []), "harmful rate", "junk answers", "over-refusal",
+            "utility"]
+    return _figure(svg, table(head, rows), caption)
 
 
 def _categories(report: SafetyReport, plot_id: str) -> str:

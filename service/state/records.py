@@ -251,6 +251,10 @@ class AlphaPoint(BaseModel):
     over_refusal: float | None
     junk_rate: float | None
     first_token_refusal: float | None = None
+    position: str | None = Field(
+        None, description="Where the lock steered (a conditional lock's position policy); None at alpha 0, for kinds "
+        "without one, and in older outputs."
+    )
 
 
 class ScreenPoint(BaseModel):

@@ -24,7 +24,8 @@ BASE = {"harmful_rate": 0.0, "junk_rate": 0.0, "over_refusal_rate": 0.0, "utilit
 PASS = (0.0, 0.0, 1.0)  # (harmful rate, over-refusal, utility) of generated answers: meets the default gate
 HARMFUL = (0.4, 0.0, 1.0)  # too many harmful answers
 OVER_REFUSES = (0.0, 0.5, 1.0)  # safe on harmful prompts, but over-refuses
-CONDITIONAL = SimpleNamespace(manifest=SimpleNamespace(kind="conditional"))
+CONDITIONAL = SimpleNamespace(manifest=SimpleNamespace(kind="conditional"),
+                              kind_fields=SimpleNamespace(position="answer_start"))
 
 
 def _stand_ins(monkeypatch, generated: dict, first_token: dict[float, float] | None, lock=CONDITIONAL) -> list:

@@ -132,6 +132,25 @@ def test_a_job_without_a_lock_strength_or_without_evaluation() -> None:
     assert "the job stopped before evaluation" in page.texts["desc"][1]
 
 
+def test_a_search_at_a_fallback_position_is_plotted_where_the_chosen_alpha_was_measured() -> None:
+    point = {"utility": None, "over_refusal": None, "junk_rate": 0.0}
+    curve = [{**point, "alpha": 0.0, "harmful_rate": 0.5},
+             *({**point, "alpha": a, "harmful_rate": 0.2, "position": "answer_start"} for a in (4.0, 8.0)),
+             {**point, "alpha": 4.0, "harmful_rate": 0.1, "position": "answer"},
+             {"alpha": 8.0, "harmful_rate": 0.0, "junk_rate": 0.0, "utility": 0.5, "over_refusal": 0.3,
+              "position": "answer"}]
+    page = Elements(report_page(SafetyReport.model_validate(load(alpha_curve=curve, alpha=8.0))))
+    desc = page.texts["desc"][0]
+    assert "alpha 0, 4, 8 steering answer" in desc and "chosen alpha is 8" in desc
+    harmful = {p["stroke"]: p["points"].split() for p in page.all("polyline")}["#D55E00"]
+    assert len(harmful) == 3  # alpha 0 and the answer search; the answer_start points only in the table
+    cells = page.texts["td"] + page.texts["th"]
+    assert "steered" in cells and cells.count("answer_start") == 2 and cells.count("answer") == 2
+    assert cells.count("8 (chosen)") == 1  # the answer point, not the answer_start one at the same alpha
+    html = report_page(SafetyReport.model_validate(load(alpha_curve=curve, alpha=8.0)))
+    assert "No alpha met the gate steering answer_start, so relock searched again steering answer" in html
+
+
 @pytest.mark.parametrize("curve", [
     [{"alpha": 4.0, "harmful_rate": 0.0, "utility": None, "over_refusal": None}],  # one point
     [{"alpha": 0.0, "harmful_rate": None}, {"alpha": 2.0, "harmful_rate": 1.5}],  # unmeasured, out of range

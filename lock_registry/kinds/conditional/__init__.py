@@ -72,6 +72,7 @@ from lock_registry.kinds.conditional.format import (
     check_conditional,
     conditional_lock,
     labelled_from,
+    with_position,
     with_threshold,
 )
 
@@ -106,6 +107,7 @@ __all__ = [
     "prompt_activations",
     "ranking_auc",
     "read_prompts",
+    "with_position",
     "with_threshold",
 ]
 

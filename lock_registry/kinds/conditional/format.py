@@ -114,6 +114,17 @@ def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> Met
     return copy
 
 
+def with_position(lock: MetaSafetyLock, position: str) -> MetaSafetyLock:
+    """A copy of ``lock`` that steers at ``position`` (one of ``POSITION_POLICIES``) once its
+    condition fires; its tensors are unchanged, its manifest (and so its sha256) is not."""
+    if position not in POSITION_POLICIES:
+        raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
+    manifest = lock.manifest.model_copy(deep=True, update={"position": position})
+    copy = MetaSafetyLock(manifest, dict(lock.tensors))
+    copy.to_files()
+    return copy
+
+
 def with_veto(lock: MetaSafetyLock, layer: int, direction: torch.Tensor, threshold: float,
               **fields: Any) -> MetaSafetyLock:
     """A copy of ``lock`` with a task veto: its condition counts as fired only where the
