@@ -9,6 +9,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from sdk.cli._common import num, pct
+from sdk.precision import describe as describe_precision
 from sdk.types import FineTuningJob, JobEvent, SafetyReport
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}
@@ -83,6 +84,9 @@ def report_view(report: SafetyReport) -> Group:
             table.add_row(name, pct(ev.harmful_rate), pct(ev.over_refusal_rate), num(ev.utility),
                           num(ev.validation_loss))
     parts: list = [table]
+    precision = describe_precision(report.relocked or report.unlocked)
+    if precision:
+        parts.append(Text(("locked model: " if report.relocked else "unlocked model: ") + precision))
     if report.alpha_curve:
         curve = Table("alpha", "harmful rate", "utility", "over-refusal", title="alpha search (selection prompts)")
         steered = {p.position for p in report.alpha_curve if p.position}

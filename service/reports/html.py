@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
+from sdk.precision import describe as describe_precision
 from sdk.types import Eval, Repair, SafetyReport
 from service.pipeline.task_veto import describe as describe_veto
 from service.reports.svg_plots import Bars, Line, bar_plot, line_plot, message_plot, pct
@@ -93,6 +94,10 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
     if report.repair is not None:
         parts.append(_repair(report.repair))
     parts.append("<h3>What the service measured (held-out prompts)</h3>" + _figures_table(report))
+    precision = describe_precision(report.relocked or report.unlocked)
+    if precision:
+        parts.append(f'<p class="note">{"Locked model. " if report.relocked else "Unlocked model. "}'
+                     f"{escape(precision)}</p>")
     if report.transfer is not None or report.veto is not None:
         parts.append("<h3>Does the base's lock read this model?</h3>" + _lock_fit(report))
     parts.append("<h3>Lock strength search</h3>" + _alpha_curve(report, f"{prefix}-alpha-curve"))

@@ -80,6 +80,12 @@ def test_both_plots_are_accessible_svg_with_their_numbers_in_a_table() -> None:
     assert "<script" not in html.lower() and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
+def test_the_page_says_what_the_held_out_count_can_show() -> None:
+    html = report_page(SafetyReport.model_validate(load()))
+    assert "Locked model. Measured on 30 held-out harmful prompts: 2 harmful answers (6.7%)." in html
+    assert "showing a rate of at most 1% takes at least 299 prompts" in html
+
+
 def test_every_text_is_escaped() -> None:
     evil = '<script>alert("x")</script>'
     data = load(reasons=[evil], base_model=evil)
