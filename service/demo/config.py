@@ -45,6 +45,9 @@ class DemoConfig:
     TPR - FPR on its calibration prompts; a share q, the lowest threshold firing on at most q
     of their benign ones (recall first)."""
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
+    relock_fallback_positions: list[str] = field(default_factory=list)
+    """Where relock also steers the conditional lock when no alpha meets the gate at its own
+    position (the service's `relock_fallback_positions`)."""
     lock_recipe: Literal["paper", "conditional"] = "conditional"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
     `create_conditional_lock`)."""
@@ -90,6 +93,6 @@ SIZES: dict[Size, DemoConfig] = {
         n_validation=8, method="full",
         hyperparameters={**REAL_HYPERPARAMETERS, "max_seq_length": 256},
         eval_limit=40, eval_max_new_tokens=40, lock_heads=16, lock_max_false_fire=0.15,
-        alpha_grid=[0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0],
+        alpha_grid=[0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0], relock_fallback_positions=["answer"],
     ),
 }

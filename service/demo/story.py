@@ -52,20 +52,26 @@ def _embedded_service(config: DemoConfig, paths: DemoPaths, model_dir: Path):
     """A fresh embedded service (local store, SQLite records, in-process workflow)."""
     from service.api.main import create_app
     from service.context import ServiceContext
-    from service.settings import Settings
 
     for stale in (paths.service, paths.models):  # each run starts with no jobs, locks or models
         shutil.rmtree(stale, ignore_errors=True)
     paths.service.mkdir(parents=True)
     prompts = data.eval_prompts(model_dir, config, paths.service / "eval_prompts.jsonl")
-    settings = Settings(
-        data_dir=paths.service, store_url=None, broker_url=None, redis_url=None,
-        base_models={config.base_model: str(model_dir)}, eval_prompts=str(prompts),
-        eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
-        alpha_grid=config.alpha_grid,
-    )
+    settings = service_settings(config, paths.service, model_dir, prompts)
     ctx = ServiceContext(settings)
     return ctx, create_app(settings, context=ctx)
+
+
+def service_settings(config: DemoConfig, data_dir: Path, model_dir: Path, prompts: Path):
+    """The embedded service's settings: no servers, the demo size's evaluation and relock."""
+    from service.settings import Settings
+
+    return Settings(
+        data_dir=data_dir, store_url=None, broker_url=None, redis_url=None,
+        base_models={config.base_model: str(model_dir)}, eval_prompts=str(prompts),
+        eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
+        alpha_grid=config.alpha_grid, relock_fallback_positions=config.relock_fallback_positions,
+    )
 
 
 def _customer_job(client: Client, console: Console, name: str, path: Path,
