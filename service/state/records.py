@@ -278,7 +278,7 @@ class AlphaScreen(BaseModel):
         default_factory=list, description="The alphas screened, smallest first, up to the first that reached the target."
     )
     shortlist: list[float] = Field(default_factory=list, description="Alphas generated first, smallest first.")
-    generated: list[float] = Field(default_factory=list, description="Every alpha above 0 answers were generated for, in order.")
+    generated: list[float] = Field(default_factory=list, description="Every alpha above 0 answers were generated for, in order (an alpha again for each fallback steering position searched).")
     full_search: bool = Field(False, description="True when the search went on past the shortlist, through the rest of the grid.")
     unavailable: str | None = Field(None, description="Why no screen ran (the grid was then searched in full); else None.")
 
