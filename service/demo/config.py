@@ -48,6 +48,9 @@ class DemoConfig:
     relock_fallback_positions: list[str] = field(default_factory=list)
     """Where relock also steers the conditional lock when no alpha meets the gate at its own
     position (the service's `relock_fallback_positions`)."""
+    repair_safety_mix: float = 0.0
+    """The operator's opt-in repair of a rejected job (the service's `repair_safety_mix`:
+    operator safety examples per customer example, mixed in for one more attempt; 0: none)."""
     lock_recipe: Literal["paper", "conditional"] = "conditional"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
     `create_conditional_lock`)."""
@@ -94,5 +97,6 @@ SIZES: dict[Size, DemoConfig] = {
         hyperparameters={**REAL_HYPERPARAMETERS, "max_seq_length": 256},
         eval_limit=40, eval_max_new_tokens=40, lock_heads=16, lock_max_false_fire=0.15,
         alpha_grid=[0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0], relock_fallback_positions=["answer"],
+        repair_safety_mix=1.0,
     ),
 }
