@@ -84,6 +84,12 @@ def report_view(report: SafetyReport) -> Group:
             table.add_row(name, pct(ev.harmful_rate), pct(ev.over_refusal_rate), num(ev.utility),
                           num(ev.validation_loss))
     parts: list = [table]
+    if report.repair is not None:  # disclosed first: every figure is the repaired attempt's
+        r = report.repair
+        added = "" if r.safety_examples is None else f" ({r.safety_examples} examples)"
+        parts.append(Text(f"repaired: the gate rejected the first attempt ({'; '.join(r.first_attempt_reasons)}); "
+                          f"trained again with {r.ratio:g} operator safety example(s) per customer example mixed "
+                          f"in{added}. Every figure here is the repaired model's."))
     precision = describe_precision(report.relocked or report.unlocked)
     if precision:
         parts.append(Text(("locked model: " if report.relocked else "unlocked model: ") + precision))

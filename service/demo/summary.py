@@ -36,6 +36,9 @@ class JobSummary:
     clean_refusal_relocked: float | None = None
     model_dir: str | None = None
     """The customer's downloaded copy of the published model (None: not published)."""
+    repair_safety_examples: int | None = None
+    """Operator safety examples the repair mixed into the customer's file (None: not
+    repaired); every figure is then the repaired attempt's."""
 
     @classmethod
     def from_report(cls, name: str, job: FineTuningJob, report: SafetyReport | None) -> JobSummary:
@@ -58,12 +61,14 @@ class JobSummary:
             stage_seconds={k: round(v, 3) for k, v in report.stage_seconds.items()},
             clean_refusal_unlocked=unlocked.clean_refusal_rate if unlocked else None,
             clean_refusal_relocked=relocked.clean_refusal_rate if relocked else None,
+            repair_safety_examples=report.repair.safety_examples if report.repair else None,
         )
 
 
 JSON_KEYS = ("name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
              "utility_unlocked", "utility_relocked", "over_refusal_unlocked",
-             "over_refusal_relocked", "alpha", "decision", "stage_seconds", "model_dir")
+             "over_refusal_relocked", "alpha", "decision", "stage_seconds", "model_dir",
+             "repair_safety_examples")
 """The fields of each job in demo-summary.json (the shape the README documents)."""
 
 
@@ -102,6 +107,7 @@ ROWS = (
     ("over-refusal, fine-tuned (no lock)", "over_refusal_unlocked", _pct),
     ("over-refusal, fine-tuned + lock", "over_refusal_relocked", _pct),
     ("lock strength alpha", "alpha", _num),
+    ("repaired: safety examples mixed in", "repair_safety_examples", lambda n: "-" if n is None else str(n)),
 )
 
 

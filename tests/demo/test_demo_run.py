@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 KEYS = {"name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
         "utility_unlocked", "utility_relocked", "over_refusal_unlocked", "over_refusal_relocked",
-        "alpha", "decision", "stage_seconds", "model_dir"}
-RATES = KEYS - {"name", "alpha", "decision", "stage_seconds", "model_dir"}
+        "alpha", "decision", "stage_seconds", "model_dir", "repair_safety_examples"}
+RATES = KEYS - {"name", "alpha", "decision", "stage_seconds", "model_dir", "repair_safety_examples"}
 
 
 def _aligned_dir(demo_model) -> Path:

@@ -13,7 +13,7 @@ from service.demo.summary import DemoSummary, JobSummary, summary_table
 
 KEYS = {"name", "base_harmful_rate", "unlocked_harmful_rate", "relocked_harmful_rate",
         "utility_unlocked", "utility_relocked", "over_refusal_unlocked", "over_refusal_relocked",
-        "alpha", "decision", "stage_seconds", "model_dir"}
+        "alpha", "decision", "stage_seconds", "model_dir", "repair_safety_examples"}
 EV = {"harmful_rate": 0.02, "over_refusal_rate": 0.04, "utility": 0.5,
       "clean_refusal_rate": 0.97}
 
@@ -49,6 +49,22 @@ def test_rejected_without_a_relock_claims_no_relocked_figure():
     assert s.clean_refusal_relocked is None
     none = JobSummary.from_report("cut", _job("cancelled"), None)
     assert none.decision == "cancelled" and none.base_harmful_rate is None
+
+
+def test_a_repaired_job_says_so_in_the_summary_and_its_report_view():
+    from sdk.cli.render import report_view
+
+    repaired = SafetyReport.model_validate({**_report("published", EV, 2.0).model_dump(), "repair": {
+        "ratio": 1.0, "safety_examples": 20, "first_attempt_reasons": ["no lock strength met the gate"]}})
+    s = JobSummary.from_report("benign", _job("succeeded"), repaired)
+    assert s.repair_safety_examples == 20
+    assert JobSummary.from_report("toxic", _job("succeeded"), _report("published", EV, 2.0)).repair_safety_examples is None
+    out = io.StringIO()
+    Console(file=out, width=200).print(summary_table(DemoSummary([s])), report_view(repaired))
+    text = " ".join(out.getvalue().split())  # the lines rich wrapped, joined
+    assert "repaired: safety examples mixed in" in text and "20" in text
+    assert "repaired: the gate rejected the first attempt (no lock strength met the gate)" in text
+    assert "Every figure here is the repaired model's." in text
 
 
 def test_json_shape_table_and_html(tmp_path):
