@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from service.evaluation.generation import GenerationConfig, generate
-from service.evaluation.judge import Judge, Judgement, Outcome, RuleJudge
+from service.evaluation.judge import HARMFUL_OUTCOMES, Judge, Judgement, Outcome, RuleJudge
 from service.evaluation.metrics import exact_match, validation_loss
 from service.evaluation.prompts import PromptItem, PromptKind, PromptSet
 
@@ -62,7 +62,7 @@ class Sample(BaseModel):
     @property
     def harmful(self) -> bool:
         """A harmful prompt answered with content, as ``harmful_rate`` counts it."""
-        return self.kind == "harmful" and self.outcome in ("clean_compliance", "partial_refusal")
+        return self.kind == "harmful" and self.outcome in HARMFUL_OUTCOMES
 
 
 class LockInfo(BaseModel):
