@@ -107,11 +107,7 @@ def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> Met
     (``fields``: further manifest fields to set, e.g. how the threshold was fitted)."""
     if not math.isfinite(threshold):
         raise LockError(f"threshold must be finite, got {threshold}")
-    update = {**fields, "threshold": float(threshold)}
-    manifest = lock.manifest.model_copy(deep=True, update=update)
-    copy = MetaSafetyLock(manifest, dict(lock.tensors))
-    copy.to_files()  # stamps the sha256 of the (unchanged) tensors
-    return copy
+    return _copy(lock, {**fields, "threshold": float(threshold)})
 
 
 def with_position(lock: MetaSafetyLock, position: str) -> MetaSafetyLock:
@@ -119,10 +115,7 @@ def with_position(lock: MetaSafetyLock, position: str) -> MetaSafetyLock:
     condition fires; its tensors are unchanged, its manifest (and so its sha256) is not."""
     if position not in POSITION_POLICIES:
         raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
-    manifest = lock.manifest.model_copy(deep=True, update={"position": position})
-    copy = MetaSafetyLock(manifest, dict(lock.tensors))
-    copy.to_files()
-    return copy
+    return _copy(lock, {"position": position})
 
 
 def with_veto(lock: MetaSafetyLock, layer: int, direction: torch.Tensor, threshold: float,
@@ -133,10 +126,17 @@ def with_veto(lock: MetaSafetyLock, layer: int, direction: torch.Tensor, thresho
     change, so the sha256 does too."""
     if not math.isfinite(threshold):
         raise LockError(f"veto threshold must be finite, got {threshold}")
-    update = {**fields, "veto_layer": int(layer), "veto_threshold": float(threshold)}
-    manifest = lock.manifest.model_copy(deep=True, update=update)
-    copy = MetaSafetyLock(manifest, {**lock.tensors, VETO_TENSOR: direction.float().contiguous()})
-    copy.to_files()  # stamps the new sha256
+    return _copy(lock, {**fields, "veto_layer": int(layer), "veto_threshold": float(threshold)},
+                 {VETO_TENSOR: direction.float().contiguous()})
+
+
+def _copy(lock: MetaSafetyLock, fields: dict[str, Any], tensors: Mapping[str, torch.Tensor] | None = None
+          ) -> MetaSafetyLock:
+    """A copy of ``lock`` with ``fields`` set in its manifest and ``tensors`` added or
+    replaced, its sha256 stamped anew (the tensors' hash: unchanged where they are)."""
+    manifest = lock.manifest.model_copy(deep=True, update=fields)
+    copy = MetaSafetyLock(manifest, {**lock.tensors, **(tensors or {})})
+    copy.to_files()
     return copy
 
 
