@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     checkpoint_steps: int = Field(
         50, ge=0, description="Copy a training checkpoint to the store every this many steps (0 = never)."
     )
+    train_micro_batch_size: int | None = Field(
+        None, ge=1, description="Examples per forward pass in training (the largest divisor of the job's batch_size "
+        "up to this); gradients accumulate to the job's batch, so the optimiser steps are the same. 1 on a CPU: no "
+        "compute spent on padding. None: the whole batch in one pass.",
+    )
     alpha_grid: list[float] = Field(
         default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0],
         description="Lock strengths tried by relock, smallest first (0 = no shift needed; the paper fixes 6).",

@@ -51,6 +51,9 @@ class DemoConfig:
     repair_safety_mix: float = 0.0
     """The operator's opt-in repair of a rejected job (the service's `repair_safety_mix`:
     operator safety examples per customer example, mixed in for one more attempt; 0: none)."""
+    train_micro_batch_size: int | None = None
+    """Examples per forward pass in the customer's training (the service's
+    `train_micro_batch_size`: same optimiser steps, no padding at 1; None: whole batches)."""
     lock_recipe: Literal["paper", "conditional"] = "conditional"
     """How the operator takes the lock (lock_registry: `create_lock` preset "paper", or
     `create_conditional_lock`)."""
@@ -97,6 +100,6 @@ SIZES: dict[Size, DemoConfig] = {
         hyperparameters={**REAL_HYPERPARAMETERS, "max_seq_length": 256},
         eval_limit=40, eval_max_new_tokens=40, lock_heads=16, lock_max_false_fire=0.15,
         alpha_grid=[0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0], relock_fallback_positions=["answer"],
-        repair_safety_mix=1.0,
+        repair_safety_mix=1.0, train_micro_batch_size=1,
     ),
 }

@@ -71,7 +71,7 @@ def service_settings(config: DemoConfig, data_dir: Path, model_dir: Path, prompt
         base_models={config.base_model: str(model_dir)}, eval_prompts=str(prompts),
         eval_limit=config.eval_limit, eval_max_new_tokens=config.eval_max_new_tokens,
         alpha_grid=config.alpha_grid, relock_fallback_positions=config.relock_fallback_positions,
-        repair_safety_mix=config.repair_safety_mix,
+        repair_safety_mix=config.repair_safety_mix, train_micro_batch_size=config.train_micro_batch_size,
     )
 
 

@@ -74,6 +74,13 @@ class CheckpointSync:
         return target
 
 
+def micro_batch_size(operator_cap: int | None, batch_size: int) -> int | None:
+    """The largest divisor of the job's batch size up to the operator's cap (None: no cap)."""
+    if not operator_cap:
+        return None
+    return max(d for d in range(1, min(operator_cap, batch_size) + 1) if batch_size % d == 0)
+
+
 def run(sc: StageContext) -> TrainOutput:
     from service.pipeline.workflow import Cancelled, HandedBack
     from service.training import TrainConfig, TrainingCancelled, TrainProgress, train_sft
@@ -85,6 +92,7 @@ def run(sc: StageContext) -> TrainOutput:
         learning_rate=hp.learning_rate, batch_size=hp.batch_size, lora_rank=hp.lora_rank,
         lora_alpha=hp.lora_alpha, max_seq_length=hp.max_seq_length, seed=hp.seed,
         save_steps=sc.settings.checkpoint_steps,
+        micro_batch_size=micro_batch_size(sc.settings.train_micro_batch_size, hp.batch_size),
     )
     train = load_records(sc.ctx.store.get_bytes(file_key(job.tenant, job.training_file)))
     added = 0

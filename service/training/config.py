@@ -17,7 +17,8 @@ class TrainConfig:
     n_epochs: float = 3.0  # passes over the training records (ignored when max_steps > 0)
     max_steps: int = -1  # > 0: train exactly this many optimizer steps
     learning_rate: float = 1e-4
-    batch_size: int = 8
+    batch_size: int = 8  # examples per optimizer step
+    micro_batch_size: int | None = None  # examples per forward pass (divides batch_size); None: batch_size
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -37,6 +38,10 @@ class TrainConfig:
         for name in ("learning_rate", "batch_size", "max_seq_length", "lora_rank", "lora_alpha"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.micro_batch_size is not None and (
+                self.micro_batch_size <= 0 or self.batch_size % self.micro_batch_size):
+            raise ValueError(f"micro_batch_size must be > 0 and divide batch_size {self.batch_size}, "
+                             f"got {self.micro_batch_size!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
 

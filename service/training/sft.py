@@ -126,12 +126,16 @@ def train_sft(
         )
 
     ckpt_dir = out_dir / CHECKPOINTS
+    # Micro-batches accumulate to the same optimizer steps (transformers normalises the loss
+    # by the step's token count); on a CPU, one example per pass spends nothing on padding.
+    micro = config.micro_batch_size or config.batch_size
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.n_epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=config.batch_size // micro,
         per_device_eval_batch_size=config.batch_size,
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5

@@ -80,6 +80,29 @@ def test_cancel_stops_after_the_step_and_can_resume(tiny_base, tmp_path):
     assert resumed == [3, 4, 5, 6] and result.steps == 6
 
 
+def test_micro_batches_take_the_same_optimizer_steps(tiny_base, tmp_path):
+    """One example per forward pass, gradients accumulated to the batch: the same steps and,
+    up to float summation, the same model as whole padded batches (answers of mixed lengths)."""
+    records = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                             {"role": "assistant", "content": " ".join([str(a + b)] * (1 + a * b))}]}
+               for a in range(4) for b in range(2)]
+    runs = {}
+    for micro in (None, 1):
+        steps = []
+        cfg = TrainConfig(method="full", n_epochs=2, batch_size=4, micro_batch_size=micro,
+                          learning_rate=1e-2)
+        result = train_sft(tiny_base, records, tmp_path / str(micro), cfg,
+                           on_progress=lambda p, steps=steps: steps.append((p.step, p.total_steps)))
+        runs[micro] = (steps, result, _weights(result.model_dir))
+    (whole_steps, whole, whole_w), (micro_steps, micro, micro_w) = runs[None], runs[1]
+    assert whole_steps == micro_steps == [(s, 4) for s in range(1, 5)]
+    assert micro.train_loss == pytest.approx(whole.train_loss, rel=1e-4)
+    before = _weights(tiny_base)
+    for name, w in whole_w.items():
+        assert not torch.equal(w, before[name]) or "norm" in name
+        torch.testing.assert_close(micro_w[name], w, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("record, problem", [
     ({"text": "hi"}, "needs 'messages'"),
     ({"messages": [{"role": "user", "content": "hi"}]}, "at least two"),
@@ -97,6 +120,10 @@ def test_config_rejects_nonsense():
         TrainConfig(method="qlora")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0)
+    with pytest.raises(ValueError, match="micro_batch_size must be > 0 and divide batch_size 8, got 3"):
+        TrainConfig(batch_size=8, micro_batch_size=3)
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        TrainConfig(micro_batch_size=0)
 
 
 @pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "fp32"), (True, False, "fp32"),
