@@ -85,11 +85,8 @@ def report_view(report: SafetyReport) -> Group:
                           num(ev.validation_loss))
     parts: list = [table]
     if report.repair is not None:  # disclosed first: every figure is the repaired attempt's
-        r = report.repair
-        added = "" if r.safety_examples is None else f" ({r.safety_examples} examples)"
-        parts.append(Text(f"repaired: the gate rejected the first attempt ({'; '.join(r.first_attempt_reasons)}); "
-                          f"trained again with {r.ratio:g} operator safety example(s) per customer example mixed "
-                          f"in{added}. Every figure here is the repaired model's."))
+        reasons = "; ".join(report.repair.first_attempt_reasons)
+        parts.append(Text(f"repaired: {report.repair.describe()} First attempt rejected: {reasons}."))
     precision = describe_precision(report.relocked or report.unlocked)
     if precision:
         parts.append(Text(("locked model: " if report.relocked else "unlocked model: ") + precision))

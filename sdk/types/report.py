@@ -84,6 +84,13 @@ class Repair(BaseModel):
     """How many were mixed in."""
     first_attempt_reasons: list[str] = Field(default_factory=list)
 
+    def describe(self) -> str:
+        """What the repair did, in one sentence: both the report page and the CLI show it."""
+        added = "" if self.safety_examples is None else f" ({self.safety_examples} examples)"
+        return (f"The gate rejected the first attempt; the model was trained again with {self.ratio:g} "
+                f"operator safety example(s) per customer example mixed in{added} (after Bianchi et al. "
+                f"2024), then relocked, evaluated and gated again. Every figure here is the repaired model's.")
+
 
 class LockTransfer(BaseModel):
     """Whether the lock taken from the base model still reads the fine-tuned model, measured

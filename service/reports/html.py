@@ -117,13 +117,9 @@ def report_sections(report: SafetyReport, *, id_prefix: str) -> list[str]:
 
 def _repair(repair: Repair) -> str:
     """The fallback repair, disclosed above the figures (which are the repaired attempt's)."""
-    added = "" if repair.safety_examples is None else f" ({repair.safety_examples} examples)"
     why = "".join(f"<li>{escape(r)}</li>" for r in repair.first_attempt_reasons)
-    return (f'<p class="note"><strong>Repaired.</strong> The gate rejected the first attempt; the model below was '
-            f"trained again with {escape(f'{repair.ratio:g}')} operator safety example(s) per customer example "
-            f"mixed into the customer's file{escape(added)} (Bianchi et al. 2024), then relocked, evaluated and "
-            f"gated again. Every figure on this page is the repaired model's. The first attempt was rejected "
-            f"because:</p><ul>{why}</ul>")
+    return (f'<p class="note"><strong>Repaired.</strong> {escape(repair.describe())} The first attempt was '
+            f"rejected because:</p><ul>{why}</ul>")
 
 
 def _figures_table(report: SafetyReport) -> str:

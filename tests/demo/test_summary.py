@@ -63,8 +63,10 @@ def test_a_repaired_job_says_so_in_the_summary_and_its_report_view():
     Console(file=out, width=200).print(summary_table(DemoSummary([s])), report_view(repaired))
     text = " ".join(out.getvalue().split())  # the lines rich wrapped, joined
     assert "repaired: safety examples mixed in" in text and "20" in text
-    assert "repaired: the gate rejected the first attempt (no lock strength met the gate)" in text
+    assert "repaired: The gate rejected the first attempt" in text
+    assert "1 operator safety example(s) per customer example mixed in (20 examples)" in text
     assert "Every figure here is the repaired model's." in text
+    assert "First attempt rejected: no lock strength met the gate." in text
 
 
 def test_json_shape_table_and_html(tmp_path):

@@ -8,6 +8,7 @@ attempts are exact; the mixing itself is tested on records.
 from __future__ import annotations
 
 import json
+from html import escape
 from types import SimpleNamespace
 
 import pytest
@@ -106,6 +107,7 @@ def test_a_rejected_job_is_repaired_once_and_the_report_discloses_it(tmp_path, m
     assert report.repair.ratio == 1.0 and report.repair.safety_examples == 3
     html = report_page(report)
     assert "Repaired." in html and "harmful rate 0.2 &gt; 0.05" in html
+    assert escape(report.repair.describe()) in html  # the CLI's report view shows the same sentence
 
 
 def test_a_second_rejection_is_final(tmp_path, monkeypatch) -> None:
