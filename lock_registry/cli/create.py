@@ -209,11 +209,11 @@ def _create_conditional(
 ) -> MetaSafetyLock:
     from dataclasses import replace
 
-    from lock_registry.conditional import POSITION_POLICIES, create_conditional_lock
     from lock_registry.create import current_user
     from lock_registry.errors import LockError
     from lock_registry.fingerprint import model_fingerprint
     from lock_registry.kinds import get_kind
+    from lock_registry.kinds.conditional import POSITION_POLICIES, create_conditional_lock
 
     if overrides["position"] is not None and overrides["position"] not in POSITION_POLICIES:
         raise LockError(

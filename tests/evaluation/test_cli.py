@@ -159,7 +159,7 @@ def test_eval_harmful_evaluates_a_published_model_with_its_lock(
     """A published model with a hook-based lock (conditional: never baked) is evaluated
     as `load_locked` gives it: the same answers as its plain weights under that lock."""
     from lock_registry.bake import save_locked
-    from lock_registry.conditional import create_conditional_lock, with_threshold
+    from lock_registry.kinds.conditional import create_conditional_lock, with_threshold
 
     lock = create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts,
                                    base_model_id="tiny", num_heads=3, calibration_size=8)

@@ -8,7 +8,7 @@ import torch
 
 from lock_registry.apply import apply_lock
 from lock_registry.bake import APPLIED_FILE, LOCK_SUBDIR, load_locked, save_locked
-from lock_registry.conditional import create_conditional_lock, format_prompts, with_threshold
+from lock_registry.kinds.conditional import create_conditional_lock, format_prompts, with_threshold
 
 
 def test_save_locked_keeps_a_conditional_lock_beside_the_weights(

@@ -9,28 +9,26 @@ import torch
 
 from lock_registry.apply import apply_lock
 from lock_registry.architectures import attention_output_projections
-from lock_registry.conditional import (
-    calibration_prompts,
-    condition_scores,
-    create_conditional_lock,
-    fit_threshold,
-    format_prompts,
-    prompt_activations,
-    with_threshold,
-)
-from lock_registry.conditional_apply import (
-    alpha_curve,
-    calibrate_threshold,
-    calibrated,
-    fit_to_model,
-    gate_state,
-)
 from lock_registry.errors import (
     LockError,
     LockFormatError,
     LockIntegrityError,
     LockShapeError,
     UnlockNotAllowedError,
+)
+from lock_registry.fit import fit_to_model
+from lock_registry.kinds.conditional import (
+    alpha_curve,
+    calibrate_threshold,
+    calibrated,
+    calibration_prompts,
+    condition_scores,
+    create_conditional_lock,
+    fit_threshold,
+    format_prompts,
+    gate_state,
+    prompt_activations,
+    with_threshold,
 )
 from lock_registry.lock import MetaSafetyLock
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from lock_registry.apply import apply_lock
-from lock_registry.conditional import (
+from lock_registry.errors import LockError, LockFormatError
+from lock_registry.kinds.conditional import (
     calibration_prompts,
     create_conditional_lock,
     format_prompts,
+    gate_state,
     with_threshold,
 )
-from lock_registry.conditional_apply import gate_state
-from lock_registry.errors import LockError, LockFormatError
 from lock_registry.kinds.conditional.format import VETO_TENSOR, with_veto
 from lock_registry.kinds.conditional.veto import fit_task_veto
 from lock_registry.lock import MetaSafetyLock

@@ -15,10 +15,9 @@ import json
 import pytest
 import torch
 
-from lock_registry.conditional import create_conditional_lock
-from lock_registry.conditional_apply import calibrate_threshold
 from lock_registry.create import create_lock
 from lock_registry.fingerprint import model_fingerprint
+from lock_registry.kinds.conditional import calibrate_threshold, create_conditional_lock
 from lock_registry.kinds.conditional.format import VETO_TENSOR
 from lock_registry.lock import MANIFEST_FILE, TENSORS_FILE, MetaSafetyLock
 from service.context import ServiceContext

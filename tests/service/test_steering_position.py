@@ -117,7 +117,7 @@ def test_an_unknown_fallback_position_is_refused_when_the_settings_load() -> Non
 
 @pytest.fixture(scope="module")
 def conditional_lock(tiny_llama, char_tokenizer, labelled_prompts):
-    from lock_registry.conditional import create_conditional_lock
+    from lock_registry.kinds.conditional import create_conditional_lock
 
     return create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts, base_model_id="tiny",
                                    num_heads=3, calibration_size=8)

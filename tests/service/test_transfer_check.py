@@ -19,9 +19,9 @@ import math
 import pytest
 import torch
 
-from lock_registry.conditional import create_conditional_lock
 from lock_registry.create import create_lock
 from lock_registry.fingerprint import model_fingerprint
+from lock_registry.kinds.conditional import create_conditional_lock
 from lock_registry.lock import MetaSafetyLock
 from service.context import ServiceContext
 from service.pipeline.context import StageContext
