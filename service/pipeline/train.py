@@ -2,7 +2,7 @@
 
 Progress (step, loss, ETA) goes to the job and to the event log (one metrics event per
 step, written once even if the stage reruns after a lost worker); `should_cancel` reads
-the job's cancel flag after every optimiser step. Every `checkpoint_steps` steps the
+the job's cancel flag and its tenant's suspension after every optimiser step. Every `checkpoint_steps` steps the
 trainer's checkpoint is copied to `jobs/.../checkpoints/` (the newest one only), and a
 train stage that runs again after a lost worker continues from it. A worker shutting
 down also stops training after the current step: it saves and copies a checkpoint of
@@ -82,7 +82,7 @@ def micro_batch_size(operator_cap: int | None, batch_size: int) -> int | None:
 
 
 def run(sc: StageContext) -> TrainOutput:
-    from service.pipeline.workflow import Cancelled, HandedBack
+    from service.pipeline.workflow import Cancelled, HandedBack, refuse_suspended, tenant_suspended
     from service.training import TrainConfig, TrainingCancelled, TrainProgress, train_sft
 
     job = sc.job
@@ -120,7 +120,7 @@ def run(sc: StageContext) -> TrainOutput:
         sync()  # the trainer saves after logging: this copies the previous step's checkpoint
 
     def should_stop() -> bool:
-        return sc.ctx.stopping.is_set() or sc.cancel_requested()
+        return sc.ctx.stopping.is_set() or sc.cancel_requested() or tenant_suspended(sc)
 
     try:
         result = train_sft(sc.settings.base_models[job.model], train, out_dir, config,
@@ -129,6 +129,7 @@ def run(sc: StageContext) -> TrainOutput:
     except TrainingCancelled as exc:
         if sc.cancel_requested():
             raise Cancelled(f"training at step {exc.step}") from exc
+        refuse_suspended(sc, f"during training at step {exc.step}")
         sync()  # the checkpoint the trainer saved when it stopped
         raise HandedBack(f"during training at step {exc.step}") from exc
     sc.ctx.store.delete_prefix(sc.key(TRAINED) + "/")

@@ -8,8 +8,9 @@ a conditional update: a cancelled or finished job is never brought back to life.
 Any exception in relock, evaluate, gate or publish rejects the job: the gate fails closed.
 A worker that shuts down (SIGTERM) hands the job back instead of finishing it: training
 stops at its next step, and no new stage starts (`HandedBack`; the task requeues itself).
-A suspended tenant's job stops at the next stage boundary and before publishing (it fails
-with `tenant_suspended`, nothing published; the stage under way, training too, finishes first).
+A suspended tenant's job stops at the next stage boundary, during training at its next
+step, and before publishing (it fails with `tenant_suspended`, nothing published; any other
+stage under way finishes first).
 A job the gate rejects gets one fallback repair where the operator opted in
 (`repair.py`): train, relock, evaluate and gate run again as attempt 2, and a stored
 output counts as done only for the attempt that wrote it.
@@ -193,7 +194,7 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
         raise Cancelled(f"before {name}")
     if sc.ctx.stopping.is_set():
         raise HandedBack(f"before {name}")
-    _refuse_suspended(sc, f"before {name}")
+    refuse_suspended(sc, f"before {name}")
     if _done(sc, stage):
         sc.event(f"Stage {name} already done; skipping it.", once=f"skip:{name}:{sc.job.deliveries}")
         return
@@ -221,11 +222,16 @@ def _run_stage(sc: StageContext, stage: Stage) -> None:
              data={"stage": name, "seconds": seconds})
 
 
-def _refuse_suspended(sc: StageContext, where: str) -> None:
-    """StageFailure `tenant_suspended` if the operator suspended the job's tenant."""
+def tenant_suspended(sc: StageContext) -> bool:
+    """Whether the operator suspended the job's tenant."""
     tenant = sc.ctx.records.get_tenant(sc.job.tenant)
-    if tenant is not None and tenant.suspended:
-        raise StageFailure("tenant_suspended", f"Tenant {tenant.id} was suspended: the job stopped {where}; "
+    return tenant is not None and tenant.suspended
+
+
+def refuse_suspended(sc: StageContext, where: str) -> None:
+    """StageFailure `tenant_suspended` if the operator suspended the job's tenant."""
+    if tenant_suspended(sc):
+        raise StageFailure("tenant_suspended", f"Tenant {sc.job.tenant} was suspended: the job stopped {where}; "
                            "nothing was published.")
 
 
@@ -249,7 +255,7 @@ def _run_final(sc: StageContext, stage: Stage[FinalResult]) -> str:
 
     sc.confirm_lease()
     if stage.name == PUBLISH.name:
-        _refuse_suspended(sc, "before publish")
+        refuse_suspended(sc, "before publish")
     sc.ctx.records.update_job(sc.job_id, enter, only_if=ACTIVE)
     result = stage.run(sc)
     return _finish(sc, result.status, result.error, fine_tuned_model=result.model_id)

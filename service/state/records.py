@@ -61,7 +61,7 @@ class TenantRecord(BaseModel):
         False, description="May download its models' weights (a holder can remove the lock: operators grant this)."
     )
     suspended: bool = Field(False, description=(
-        "Every request with the tenant's keys is refused (403); its running jobs stop at their next stage "
+        "Every request with the tenant's keys is refused (403); its running jobs stop at their next stage or training step "
         "(failed, `tenant_suspended`) and publish nothing."))
     max_files: int | None = Field(None, ge=0, description="Quota of stored files (None: the service default).")
     max_storage_bytes: int | None = Field(None, ge=0, description="Quota of stored file bytes (None: the service default).")
