@@ -209,27 +209,22 @@ def _create_conditional(
 ) -> MetaSafetyLock:
     from dataclasses import replace
 
-    from lock_registry.create import current_user
-    from lock_registry.errors import LockError
+    from lock_registry.create import create_lock, current_user
     from lock_registry.fingerprint import model_fingerprint
     from lock_registry.kinds import get_kind
-    from lock_registry.kinds.conditional import POSITION_POLICIES, create_conditional_lock
 
-    if overrides["position"] is not None and overrides["position"] not in POSITION_POLICIES:
-        raise LockError(
-            f"--position {overrides['position']!r} is not one of {', '.join(POSITION_POLICIES)}"
-        )
+    # the recipe checks the overrides (an unknown --position) before the model is loaded
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
-    prompts = get_kind("conditional").read_data(pairs, benign, limit)
+    prompts = get_kind(recipe.kind).read_data(pairs, benign, limit)
     loaded, tokenizer = _load(model, dtype, device)
     with console.status("taking the conditional lock") as status:
-        fingerprint = model_fingerprint(loaded)
-        return create_conditional_lock(
+        return create_lock(
             loaded,
             tokenizer,
             prompts,
             base_model_id=base_model_id or model,
-            base_fingerprint=fingerprint,
+            preset=recipe.name,
+            base_fingerprint=model_fingerprint(loaded),
             creator=current_user(),
             progress=status.update,
             **recipe.options(),

@@ -138,7 +138,7 @@ def test_create_conditional_then_show(app, chat_base, tmp_path, monkeypatch):
         ),
         (
             ["--benign", "{benign}", "--position", "everywhere"],
-            "--position 'everywhere' is not one of",
+            "position 'everywhere' is not one of answer_start, answer",
         ),
         (["--benign", "{bad}"], "[1]: expected a non-empty string"),
         (["--benign", "{overlap}"], "listed as both harmful and benign"),

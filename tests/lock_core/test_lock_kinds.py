@@ -316,10 +316,6 @@ def test_the_built_in_kinds_are_registered_from_their_folders():
         kinds.get_kind("nope")
 
 
-# Modules that only re-export the conditional kind from its former home, for old imports.
-COMPAT = {"conditional.py", "conditional_apply.py"}
-
-
 def _imports(path: Path) -> set[str]:
     """Every module `path` imports (absolute names; relative imports resolved)."""
     package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
@@ -341,8 +337,6 @@ def test_no_module_outside_a_kind_imports_a_kind():
     builtin = tuple(f"lock_registry.kinds.{name}" for name in kinds.BUILTIN)
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE)
-        if rel.as_posix() in COMPAT:
-            continue
         own = f"lock_registry.kinds.{rel.parts[1]}" if rel.parts[0] == "kinds" and len(rel.parts) > 2 else None
         for module in _imports(path):
             for kind in builtin:

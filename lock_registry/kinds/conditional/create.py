@@ -63,6 +63,10 @@ class ConditionalRecipe:
     compliance_start: str = "Sure"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.position not in POSITION_POLICIES:
+            raise LockError(f"position {self.position!r} is not one of {', '.join(POSITION_POLICIES)}")
+
     def options(self) -> dict[str, Any]:
         """The recipe as keyword arguments of :func:`create_conditional_lock`."""
         return {k: v for k, v in asdict(self).items() if k != "name"}
