@@ -2,9 +2,10 @@
 
 Progress (step, loss, ETA) goes to the job and to the event log (one metrics event per
 step, written once even if the stage reruns after a lost worker); `should_cancel` reads
-the job's cancel flag and its tenant's suspension after every optimiser step. Every `checkpoint_steps` steps the
-trainer's checkpoint is copied to `jobs/.../checkpoints/` (the newest one only), and a
-train stage that runs again after a lost worker continues from it. A worker shutting
+the job's cancel flag and its tenant's suspension after every optimiser step. Every
+`checkpoint_steps` steps the trainer's checkpoint is copied to `jobs/.../checkpoints/`
+(the newest one only), and a train stage that runs again after a lost worker continues
+from it. A worker shutting
 down also stops training after the current step: it saves and copies a checkpoint of
 that step, then hands the job back (`HandedBack`).
 """
