@@ -5,9 +5,8 @@ step, written once even if the stage reruns after a lost worker); `should_cancel
 the job's cancel flag and its tenant's suspension after every optimiser step. Every
 `checkpoint_steps` steps the trainer's checkpoint is copied to `jobs/.../checkpoints/`
 (the newest one only), and a train stage that runs again after a lost worker continues
-from it. A worker shutting
-down also stops training after the current step: it saves and copies a checkpoint of
-that step, then hands the job back (`HandedBack`).
+from it. A worker shutting down also stops training after the current step: it saves and
+copies a checkpoint of that step, then hands the job back (`HandedBack`).
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from lock_registry.kinds.conditional.condition import (
 )
 from lock_registry.kinds.conditional.format import (
     KIND,
-    POSITION_POLICIES,
     LabelledPrompt,
     PositionPolicy,
+    check_position,
     conditional_lock,
     labelled_from,
 )
@@ -64,8 +64,7 @@ class ConditionalRecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.position not in POSITION_POLICIES:
-            raise LockError(f"position {self.position!r} is not one of {', '.join(POSITION_POLICIES)}")
+        check_position(self.position)
 
     def options(self) -> dict[str, Any]:
         """The recipe as keyword arguments of :func:`create_conditional_lock`."""
@@ -188,8 +187,7 @@ def create_conditional_lock(
     unlike the lock's score lower); the lock records the rule, and every re-fit to a
     fine-tuned model follows it.
     """
-    if position not in POSITION_POLICIES:
-        raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
+    check_position(position)
     if num_heads < 1:
         raise LockError(f"num_heads must be at least 1, got {num_heads}")
     check_max_false_fire(max_false_fire)

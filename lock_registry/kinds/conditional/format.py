@@ -29,6 +29,12 @@ from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafety
 KIND = "conditional"
 PositionPolicy = Literal["answer_start", "answer"]
 POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
+
+
+def check_position(position: Any) -> None:
+    """A steering position is one of `POSITION_POLICIES`."""
+    if position not in POSITION_POLICIES:
+        raise LockError(f"position {position!r} is not one of {', '.join(POSITION_POLICIES)}")
 TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
 VETO_TENSOR = "veto_direction"  # optional: present exactly when the manifest has a veto_layer
 
@@ -72,8 +78,10 @@ class ConditionalFields(KindFields):
     @field_validator("position", mode="before")
     @classmethod
     def _known_position(cls, value: Any) -> Any:
-        if value not in POSITION_POLICIES:
-            raise ValueError(f"position {value!r} is not one of {POSITION_POLICIES}")
+        try:
+            check_position(value)
+        except LockError as e:  # pydantic reports ValueErrors as the field's problem
+            raise ValueError(str(e)) from None
         return value
 
     @field_validator("max_false_fire")
@@ -113,8 +121,7 @@ def with_threshold(lock: MetaSafetyLock, threshold: float, **fields: Any) -> Met
 def with_position(lock: MetaSafetyLock, position: str) -> MetaSafetyLock:
     """A copy of ``lock`` that steers at ``position`` (one of ``POSITION_POLICIES``) once its
     condition fires; its tensors are unchanged, its manifest (and so its sha256) is not."""
-    if position not in POSITION_POLICIES:
-        raise LockError(f"position {position!r} is not one of {POSITION_POLICIES}")
+    check_position(position)
     return _copy(lock, {"position": position})
 
 
