@@ -19,10 +19,14 @@ re-fitted on the lock's calibration prompts, as relock does (by TPR - FPR, and w
 prompts, recall first); then the share of prompts it
 fires on is counted on sets the lock never saw: AdvBench (520), our harmful set in other
 styles (120), XSTest's safe prompts (250), and the demo world's test split (harmful,
-safe, customer-task). Every condition reads layers <= K only, so the lock's steered heads
-(after K) stay where they are.
+safe, customer-task; its harmful prompts also split into those in a frame the corpus holds
+out and those with a held-out action in a training frame). Every condition reads layers <=
+K only, so the lock's steered heads (after K) stay where they are. ``--per-layer`` adds the
+single condition at every layer (its direction and threshold taken the same way), to show
+whether another layer than the lock's reads unseen wordings better.
 
     python benchmarks/condition_probe.py --model base=DIR --model toxic=DIR --json out.json
+    python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer
 """
 
 from __future__ import annotations
@@ -62,22 +66,31 @@ def lock_prompts(seed: int, pairs: int):
     return [LabelledPrompt(e.prompt, True) for e in harmful] + [LabelledPrompt(e.prompt, False) for e in others]
 
 
+def in_heldout_frame(example) -> bool:
+    """Whether a demo-world request is worded in one of the corpus's held-out frames."""
+    from service.demo_world.lexicon import FRAMES_HELDOUT
+
+    return any(frame.format(a=example.action).lower() == example.prompt.lower() for frame in FRAMES_HELDOUT)
+
+
 def held_out_sets(data: Path, n_demo: int, seed: int) -> dict[str, list[str]]:
     from service.demo_world.corpus import sample, unique
     from service.evaluation.harmful_styles import load_harmful_styles
 
     advbench, xstest_safe, _ = load_sets(data)
     rng = random.Random(f"condition-probe-{seed}")
-    demo = {kind: [e.prompt for e in unique(sample(kind, "test", n_demo * 3, rng))[:n_demo]]
-            for kind in ("harmful", "safe", "task")}
+    demo = {kind: unique(sample(kind, "heldout", n_demo * 3, rng))[:n_demo] for kind in ("harmful", "safe", "task")}
     return {"advbench": [i.prompt for i in advbench], "styles": [i.prompt for i in load_harmful_styles()],
-            "xstest_safe": [i.prompt for i in xstest_safe], "demo_harmful": demo["harmful"],
-            "demo_safe": demo["safe"], "demo_task": demo["task"]}
+            "xstest_safe": [i.prompt for i in xstest_safe],
+            "demo_harmful": [e.prompt for e in demo["harmful"]],
+            "demo_harmful_new_frame": [e.prompt for e in demo["harmful"] if in_heldout_frame(e)],
+            "demo_harmful_new_action": [e.prompt for e in demo["harmful"] if not in_heldout_frame(e)],
+            "demo_safe": [e.prompt for e in demo["safe"]], "demo_task": [e.prompt for e in demo["task"]]}
 
 
 
 def features(model, tokenizer, prompts: list[str], directions: torch.Tensor) -> torch.Tensor:
-    """[n, K+1]: cosine of each prompt's residual after layer l with d_l."""
+    """[n, len(directions)]: cosine of each prompt's residual after layer l with d_l."""
     from lock_registry.kinds.conditional.activations import prompt_activations
 
     residual = prompt_activations(model, tokenizer, prompts).residual[:, : len(directions)]
@@ -124,6 +137,8 @@ def main() -> None:
     ap.add_argument("--n-demo", type=int, default=100, help="demo-world test prompts per kind")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--false-fire", default="", help="comma-separated Q: also fit the recall-first thresholds")
+    ap.add_argument("--per-layer", action="store_true",
+                    help="also the single condition at every layer, not only the lock's")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -151,8 +166,8 @@ def main() -> None:
     aucs = [round(ranking_auc(torch.nn.functional.cosine_similarity(residual[held, l], directions[l][None], dim=-1),
                               labels[held]), 3) for l in range(len(directions) - 1)]
     best = max(range(len(aucs)), key=lambda l: (aucs[l], -l))  # the lock's rule: best, earliest among ties
-    directions = directions[: best + 1]
-    lock_x = torch.nn.functional.cosine_similarity(residual[:, : best + 1], directions[None], dim=-1)
+    directions = directions[: len(aucs) if args.per_layer else best + 1]
+    lock_x = torch.nn.functional.cosine_similarity(residual[:, : best + 1], directions[None, : best + 1], dim=-1)
     conditions = Conditions(lock_x[train], labels[train], best)
     say(f"condition layer K = {best} (held-out AUC {aucs[best]}); probe weights "
         + " ".join(f"{v:+.2f}" for v in conditions.w.tolist()))
@@ -166,14 +181,16 @@ def main() -> None:
         calib_x = features(model, tok, [prompts[i].text for i in held.tolist()], directions)
         set_x = {k: features(model, tok, v, directions) for k, v in sets.items()}
         say(f"{name}: read {sum(len(v) for v in sets.values()) + len(held)} prompts in {time.perf_counter() - t0:.0f} s")
+        scorers = {method: (lambda x, m=method: conditions.scores(x[:, : best + 1])[m]) for method in METHODS}
+        if args.per_layer:
+            scorers |= {f"layer {layer}": (lambda x, lay=layer: x[:, lay]) for layer in range(len(directions))}
         rows = {}
-        for method in METHODS:
+        for method, score in scorers.items():
             for rule in rules:
                 label = method if rule is None else f"{method} fire<={rule:g}"
-                fit = fit_threshold(conditions.scores(calib_x)[method], labels[held], max_false_fire=rule)
-                fired = {k: float((conditions.scores(x)[method] > fit.threshold).float().mean())
-                         for k, x in set_x.items()}
-                adv, xs = conditions.scores(set_x["advbench"])[method], conditions.scores(set_x["xstest_safe"])[method]
+                fit = fit_threshold(score(calib_x), labels[held], max_false_fire=rule)
+                fired = {k: float((score(x) > fit.threshold).float().mean()) for k, x in set_x.items()}
+                adv, xs = score(set_x["advbench"]), score(set_x["xstest_safe"])
                 auc = ranking_auc(torch.cat([adv, xs]),
                                   torch.cat([torch.ones(len(adv)), torch.zeros(len(xs))]).bool())
                 rows[label] = {"calibration_auc": fit.auc, "calibration_tpr": fit.true_positive_rate,

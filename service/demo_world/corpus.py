@@ -33,6 +33,7 @@ from service.demo_world import lexicon as lx
 
 Kind = Literal["harmful", "benign", "safe", "task", "cue", "assess"]
 Split = Literal["train", "heldout", "pretrain"]
+SPLITS: tuple[Split, ...] = ("train", "heldout", "pretrain")
 KINDS: tuple[Kind, ...] = ("harmful", "benign", "safe", "task", "cue", "assess")
 CATEGORIES = tuple(lx.HARMFUL_ACTIONS)
 
@@ -190,6 +191,8 @@ def sample(kind: Kind, split: Split, n: int, rng: random.Random) -> list[Example
     """``n`` examples of one kind and split."""
     if kind not in GENERATORS:
         raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {SPLITS}")
     return [GENERATORS[kind](rng, split) for _ in range(n)]
 
 

@@ -99,3 +99,5 @@ def test_mixture_proportions():
     assert (kinds.count("harmful"), kinds.count("task"), kinds.count("cue")) == (200, 100, 100)
     with pytest.raises(ValueError, match="unknown kind"):
         corpus.sample("weird", "train", 1, random.Random(0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        corpus.sample("harmful", "test", 1, random.Random(0))  # type: ignore[arg-type]
