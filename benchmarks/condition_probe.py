@@ -18,7 +18,7 @@ re-fitted on the lock's calibration prompts, as relock does (by TPR - FPR, and w
 ``--false-fire Q``: the lowest threshold firing on at most Q of the benign calibration
 prompts, recall first); then the share of prompts it
 fires on is counted on sets the lock never saw: AdvBench (520), our harmful set in other
-styles (120), XSTest's safe prompts (250), and the demo world's test split (harmful,
+styles (120), XSTest's safe prompts (250), and the demo world's held-out split (harmful,
 safe, customer-task; its harmful prompts also split into those in a frame the corpus holds
 out and those with a held-out action in a training frame). Every condition reads layers <=
 K only, so the lock's steered heads (after K) stay where they are. ``--per-layer`` adds the
@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=None,
                     help="lock data size as the demo's PAIRS (default: the demo's own, 48: 192 prompts)")
     ap.add_argument("--calibration-size", type=int, default=64, help="as the lock's recipe (conditional preset)")
-    ap.add_argument("--n-demo", type=int, default=100, help="demo-world test prompts per kind")
+    ap.add_argument("--n-demo", type=int, default=100, help="demo-world held-out prompts per kind")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--false-fire", default="", help="comma-separated Q: also fit the recall-first thresholds")
     ap.add_argument("--per-layer", action="store_true",
