@@ -29,14 +29,14 @@ from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafety
 KIND = "conditional"
 PositionPolicy = Literal["answer_start", "answer"]
 POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
+TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
+VETO_TENSOR = "veto_direction"  # optional: present exactly when the manifest has a veto_layer
 
 
 def check_position(position: Any) -> None:
     """A steering position is one of `POSITION_POLICIES`."""
     if position not in POSITION_POLICIES:
         raise LockError(f"position {position!r} is not one of {', '.join(POSITION_POLICIES)}")
-TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
-VETO_TENSOR = "veto_direction"  # optional: present exactly when the manifest has a veto_layer
 
 
 @dataclass(frozen=True)
