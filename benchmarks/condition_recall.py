@@ -8,7 +8,8 @@ dropped): harmful, safe-but-scary, plain benign and the customer's tickets.
 
 - **Threshold sweep** (one forward pass a prompt): the share of each kind the condition
   fires on at the fitted threshold and at the thresholds where it first reads 90, 95, 99
-  and 100% of the harmful prompts, the task veto applied as the lock applies it.
+  and 100% of the harmful prompts the task veto lets through (the veto applied as the
+  lock applies it, so a vetoed harmful prompt never counts as read).
 - **Answer re-check** (`--answer-tokens K`, greedy decoding of K tokens without the lock,
   on the first `--n-recheck` prompts of each kind): the condition read again on the
   answer's first K - 1 tokens (the residual after the condition layer at each decoded
