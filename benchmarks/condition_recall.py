@@ -14,9 +14,10 @@ dropped): harmful, safe-but-scary, plain benign and the customer's tickets.
   on the first `--n-recheck` prompts of each kind): the condition read again on the
   answer's first K - 1 tokens (the residual after the condition layer at each decoded
   token, against the same direction). A row fires when its prompt fires, or when the
-  largest answer score so far passes a threshold fitted on the lock's benign calibration
-  prompts by the lock's own rule. Shown per K' <= K: whether reading the answer catches the
-  harmful prompts the prompt's reading misses.
+  largest answer score so far passes a threshold fitted on the answers to the lock's
+  calibration prompts by the lock's own rule (`fit_threshold`, as relock fits the prompt's).
+  Shown per K' < K: whether reading the answer catches the harmful prompts the prompt's
+  reading misses.
 
     python benchmarks/condition_recall.py --model demo-output/models/toxic --json out.json
 """
@@ -34,13 +35,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from align_real import say
 
 KINDS = ("harmful", "safe", "benign", "task")
 RECALLS = (0.90, 0.95, 0.99, 1.0)
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
 
 
 def held_out(draws: int, seed: int) -> dict[str, list[str]]:
@@ -70,12 +70,6 @@ def answer_scores(model, tokenizer, prompts: list[str], layer: int, direction: t
     return torch.cat(out)
 
 
-def recall_first(benign: torch.Tensor, share: float) -> float:
-    """The lowest threshold above which at most ``share`` of the ``benign`` scores lie."""
-    allowed = int(share * len(benign) + 1e-9)
-    return float(torch.sort(benign, descending=True).values[min(allowed, len(benign) - 1)])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a published model folder (weights + fitted lock)")
@@ -83,8 +77,6 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=3000, help="held-out draws per kind (repeats dropped)")
     ap.add_argument("--answer-tokens", type=int, default=8, help="K: the answer re-check reads K - 1 answer tokens (0: skip)")
     ap.add_argument("--n-recheck", type=int, default=400, help="prompts per kind in the answer re-check")
-    ap.add_argument("--false-fire", type=float, default=0.15,
-                    help="the re-check's share of benign calibration prompts, where the lock records no rule")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -92,7 +84,7 @@ def main() -> None:
 
     from lock_registry.bake import LOCK_SUBDIR
     from lock_registry.kinds.conditional.activations import prompt_activations
-    from lock_registry.kinds.conditional.condition import condition_scores
+    from lock_registry.kinds.conditional.condition import condition_scores, fit_threshold
     from lock_registry.kinds.conditional.format import (
         VETO_TENSOR,
         ConditionalFields,
@@ -108,6 +100,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     sets = held_out(args.draws, args.seed)
     calibration = calibration_prompts(lock)
+    sets["calibration_harmful"] = [p.text for p in calibration if p.harmful]
     sets["calibration_benign"] = [p.text for p in calibration if not p.harmful]
     say(f"condition layer {fields.condition_layer}, fitted threshold {fields.threshold:.4f}; "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
@@ -147,12 +140,13 @@ def main() -> None:
                                     args.answer_tokens) for k, v in sets.items()}
         say(f"answer re-check: decoded {args.answer_tokens} tokens of {sum(len(a) for a in answers.values())} prompts "
             f"in {time.perf_counter() - t0:.0f} s")
-        share = fields.max_false_fire if fields.max_false_fire is not None else args.false_fire
+        labels = torch.tensor([True] * len(answers["calibration_harmful"]) + [False] * len(answers["calibration_benign"]))
         subset = {k: torch.zeros(len(a), dtype=torch.bool) for k, a in answers.items()}
         results["answer_recheck"][0] = {"threshold": None, "fires": {k: fires(k, fields.threshold, subset[k]) for k in sets}}
         for upto in range(1, args.answer_tokens):
             best = {k: a[:, 1 : upto + 1].max(dim=1).values for k, a in answers.items()}
-            threshold = recall_first(best["calibration_benign"], share)
+            calibration_scores = torch.cat([best["calibration_harmful"], best["calibration_benign"]])
+            threshold = fit_threshold(calibration_scores, labels, fields.max_false_fire).threshold
             row = {k: fires(k, fields.threshold, best[k] > threshold) for k in sets}
             results["answer_recheck"][upto] = {"threshold": threshold, "fires": row}
         for upto, row in results["answer_recheck"].items():

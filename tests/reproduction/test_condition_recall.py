@@ -31,10 +31,3 @@ def test_answer_scores_read_the_last_prompt_token_then_each_decoded_token(tiny_l
     expected = condition_scores(hidden[n - 1 : n + tokens - 1], direction)
     torch.testing.assert_close(scores[0], expected, rtol=1e-4, atol=1e-5)
 
-
-def test_recall_first_threshold_lets_at_most_the_share_fire():
-    recall = load_benchmark("condition_recall")
-    benign = torch.tensor([0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.4, 0.8, 0.6, 0.0])
-    for share, fired in ((0.0, 0), (0.15, 1), (0.2, 2), (0.5, 5)):
-        threshold = recall.recall_first(benign, share)
-        assert int((benign > threshold).sum()) == fired
