@@ -6,14 +6,15 @@ chose, `lock_registry.bake.save_locked`), e.g. `make demo`'s `demo-output/models
 Its prompts are drawn from the corpus's held-out split (`--draws` draws a kind, repeats
 dropped): harmful, safe-but-scary, plain benign and the customer's tickets.
 
-- **Threshold sweep** (one forward pass a prompt): the share of each kind the condition
+- **Threshold sweep** (one forward pass a prompt, read as the lock reads it: over its
+  `condition_window` last prompt tokens): the share of each kind the condition
   fires on at the fitted threshold and at the thresholds where it first reads 90, 95, 99
   and 100% of the harmful prompts the task veto lets through (the veto applied as the
   lock applies it, so a vetoed harmful prompt never counts as read).
 - **Answer re-check** (`--answer-tokens K`, greedy decoding of K tokens without the lock,
   on the first `--n-recheck` prompts of each kind): the condition read again on the
   answer's first K - 1 tokens (the residual after the condition layer at each decoded
-  token, against the same direction). A row fires when its prompt fires, or when the
+  token alone, whatever the lock's window, against the same direction). A row fires when its prompt fires, or when the
   largest answer score so far passes a threshold fitted on the answers to the lock's
   calibration prompts by the lock's own rule (`fit_threshold`, as relock fits the prompt's).
   Shown per K' < K: whether reading the answer catches the harmful prompts the prompt's
@@ -102,16 +103,16 @@ def main() -> None:
     calibration = calibration_prompts(lock)
     sets["calibration_harmful"] = [p.text for p in calibration if p.harmful]
     sets["calibration_benign"] = [p.text for p in calibration if not p.harmful]
-    say(f"condition layer {fields.condition_layer}, fitted threshold {fields.threshold:.4f}; "
+    say(f"condition layer {fields.condition_layer} over {fields.condition_window} token(s), fitted threshold {fields.threshold:.4f}; "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
 
     t0 = time.perf_counter()
     scores, vetoed = {}, {}
     for kind, prompts in sets.items():
-        residual = prompt_activations(model, tokenizer, prompts).residual
-        scores[kind] = condition_scores(residual[:, fields.condition_layer], direction)
+        acts = prompt_activations(model, tokenizer, prompts, window=fields.condition_window)
+        scores[kind] = condition_scores(acts.pooled[:, fields.condition_layer], direction)
         vetoed[kind] = (torch.zeros(len(prompts), dtype=torch.bool) if veto is None else
-                        condition_scores(residual[:, fields.veto_layer], veto.float()) <= fields.veto_threshold)
+                        condition_scores(acts.residual[:, fields.veto_layer], veto.float()) <= fields.veto_threshold)
     say(f"read {sum(len(v) for v in sets.values())} prompts in {time.perf_counter() - t0:.0f} s")
 
     def fires(kind: str, threshold: float, answer_hit: torch.Tensor | None = None) -> float:
@@ -132,7 +133,8 @@ def main() -> None:
         rows[name] = {"threshold": threshold, "fires": {k: fires(k, threshold) for k in sets}}
         say(f"{name:24} threshold {threshold:.4f}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in rows[name]["fires"].items()))
     results: dict = {"model": str(args.model), "seed": args.seed, "sizes": {k: len(v) for k, v in sets.items()},
-                     "condition_layer": fields.condition_layer, "sweep": rows, "answer_recheck": {}}
+                     "condition_layer": fields.condition_layer,
+                     "condition_window": fields.condition_window, "sweep": rows, "answer_recheck": {}}
 
     if args.answer_tokens > 1:
         t0 = time.perf_counter()

@@ -62,6 +62,13 @@ def create(
             help="conditional: layer whose residual the condition reads [default: best held-out AUC]"
         ),
     ] = None,
+    condition_window: Annotated[
+        int | None,
+        typer.Option(
+            help="conditional: the condition reads the residual averaged over the prompt's last "
+            "this many tokens [default: 1, the last token]"
+        ),
+    ] = None,
     position: Annotated[
         str | None,
         typer.Option(
@@ -92,7 +99,8 @@ def create(
     from lock_registry.errors import LockError
 
     conditional_options = {
-        "--benign": benign, "--condition-layer": condition_layer, "--position": position,
+        "--benign": benign, "--condition-layer": condition_layer,
+        "--condition-window": condition_window, "--position": position,
         "--calibration-size": calibration_size, "--max-false-fire": max_false_fire,
     }  # fmt: skip
     try:
@@ -135,6 +143,7 @@ def create(
             overrides = {
                 "num_heads": heads,
                 "condition_layer": condition_layer,
+                "condition_window": condition_window,
                 "position": position,
                 "calibration_size": calibration_size,
                 "max_false_fire": max_false_fire,

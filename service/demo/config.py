@@ -44,6 +44,9 @@ class DemoConfig:
     """A conditional lock's threshold rule (lock_registry's `fit_threshold`): None, the best
     TPR - FPR on its calibration prompts; a share q, the lowest threshold firing on at most q
     of their benign ones (recall first)."""
+    lock_condition_window: int = 1
+    """Prompt tokens a conditional lock's condition averages its residual over (lock_registry's
+    `condition_window`; 1: the last prompt token)."""
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
     relock_fallback_positions: list[str] = field(default_factory=list)
     """Where relock also steers the conditional lock when no alpha meets the gate at its own

@@ -203,6 +203,7 @@ def test_save_load_round_trip_and_tamper_detection(lock, tmp_path):
         ({"position": "everywhere"}, "position"),
         ({"condition_layer": 3}, "condition layer 3"),
         ({"max_false_fire": 1.5}, r"max_false_fire must lie in \[0, 1\), got 1.5"),
+        ({"condition_window": 0}, "condition_window must be a whole number >= 1, got 0"),
     ],
 )
 def test_malformed_manifest_is_refused(lock, tmp_path, change, message):

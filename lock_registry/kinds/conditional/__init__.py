@@ -7,8 +7,9 @@ same kind of per-head displacement, ``alpha * sigma_h * direction_h`` in head sl
 ``o_proj``'s input, but only
 
 * for sequences whose *condition* fires: the cosine between the residual stream after
-  decoder layer ``condition_layer`` at the last prompt token and a harmfulness direction
-  (mean harmful minus mean benign prompt, taken once from the aligned base) exceeds a
+  decoder layer ``condition_layer``, averaged over the last ``condition_window`` prompt
+  tokens (1: the last prompt token alone), and a harmfulness direction (mean harmful minus
+  mean benign prompt, read the same way, taken once from the aligned base) exceeds a
   threshold; and
 * at the positions the *position policy* names: ``answer_start`` (the last prompt token,
   whose output is the first answer token) or ``answer`` (that token and every generated

@@ -1,5 +1,6 @@
-"""Reading a model at the last prompt token: residuals after each decoder layer, every
-head's o_proj input, and the refusal-vs-compliance first-token margin."""
+"""Reading a model at the last prompt token: residuals after each decoder layer (also
+averaged over the last few prompt tokens, the condition's reading), every head's o_proj
+input, and the refusal-vs-compliance first-token margin."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from lock_registry.architectures import attention_output_projections, decoder_layers, head_geometry
 from lock_registry.errors import LockError
+from lock_registry.kinds.conditional.condition import check_window, window_mean
 
 
 def _geometry(model: nn.Module) -> tuple[int, int, int, int]:
@@ -56,9 +58,11 @@ def _first_token_id(tokenizer, text: str) -> int:
 
 @dataclass
 class PromptActivations:
-    """At the last prompt token: residual after each layer and every head's output."""
+    """At the last prompt token: residual after each layer and every head's output; the
+    residual also averaged over the last ``window`` prompt tokens."""
 
     residual: torch.Tensor  # [n, num_layers, hidden]
+    pooled: torch.Tensor  # [n, num_layers, hidden]: the mean over the last `window` tokens
     heads: torch.Tensor  # [n, num_layers, num_heads, head_dim]
     margin: torch.Tensor  # [n] logit(refusal start) - logit(compliance start)
 
@@ -73,9 +77,12 @@ def prompt_activations(
     compliance_start: str = "Sure",
     batch_size: int = 32,
     systems: Sequence[str | None] | None = None,
+    window: int = 1,
 ) -> PromptActivations:
-    """Read residuals and head outputs at the last prompt token, in batches (each prompt
-    under its system prompt where ``systems`` gives one)."""
+    """Read residuals and head outputs at the last prompt token, and the residuals averaged
+    over the last ``window`` prompt tokens, in batches (each prompt under its system prompt
+    where ``systems`` gives one)."""
+    check_window(window)
     num_layers, num_heads, head_dim, _ = _geometry(model)
     device = next(model.parameters()).device
     layers = decoder_layers(model)
@@ -83,6 +90,7 @@ def prompt_activations(
     refuse_id = _first_token_id(tokenizer, refusal_start)
     comply_id = _first_token_id(tokenizer, compliance_start)
     store: dict[str, list[torch.Tensor]] = {}
+    batch: dict[str, torch.Tensor] = {}
 
     def head_hook(index: int):
         def hook(_module, args):
@@ -92,8 +100,11 @@ def prompt_activations(
 
     def residual_hook(index: int):
         def hook(_module, _args, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            store.setdefault(f"r{index}", []).append(hidden[:, -1].float().cpu())
+            hidden = (output[0] if isinstance(output, tuple) else output).float()
+            store.setdefault(f"r{index}", []).append(hidden[:, -1].cpu())
+            last = torch.full((hidden.shape[0],), hidden.shape[1] - 1)  # left padding
+            pooled = window_mean(hidden, last, batch["mask"], window)
+            store.setdefault(f"p{index}", []).append(pooled.cpu())
 
         return hook
 
@@ -106,6 +117,7 @@ def prompt_activations(
         texts = format_prompts(tokenizer, prompts, systems)
         for start in range(0, len(texts), batch_size):
             enc = _encode(tokenizer, texts[start : start + batch_size], device)
+            batch["mask"] = enc["attention_mask"]
             logits = model(**enc, use_cache=False).logits[:, -1].float().cpu()
             margins.append(logits[:, refuse_id] - logits[:, comply_id])
     finally:
@@ -113,9 +125,12 @@ def prompt_activations(
             handle.remove()
     n = len(prompts)
     heads = torch.stack([torch.cat(store[f"h{i}"]) for i in range(num_layers)], dim=1)
-    residual = torch.stack([torch.cat(store[f"r{i}"]) for i in range(num_layers)], dim=1)
+    residual, pooled = (
+        torch.stack([torch.cat(store[f"{key}{i}"]) for i in range(num_layers)], dim=1) for key in "rp"
+    )
     return PromptActivations(
         residual=residual,
+        pooled=pooled,
         heads=heads.reshape(n, num_layers, num_heads, head_dim),
         margin=torch.cat(margins),
     )

@@ -5,9 +5,10 @@ kinds of hooks and touches no parameter, so ``handle.remove()`` leaves the model
 as it was:
 
 * a forward pre-hook on the decoder stack finds, on a prefill (empty cache), the index
-  of each row's last real token (the last prompt token);
-* a forward hook on decoder layer ``condition_layer`` scores that token's residual
-  against the condition direction and records which rows fire;
+  of each row's last real token (the last prompt token) and keeps the attention mask;
+* a forward hook on decoder layer ``condition_layer`` scores the residual averaged over
+  each row's last ``condition_window`` real tokens (1: the last prompt token) against the
+  condition direction and records which rows fire;
 * where the lock carries a task veto (``veto.py``), a forward hook on decoder layer
   ``veto_layer`` scores the same token against the veto direction; a row at or below the
   veto threshold does not fire, whatever its condition;
@@ -31,7 +32,7 @@ from torch import nn
 from lock_registry.apply import Undo
 from lock_registry.architectures import attention_output_projections, decoder_layers
 from lock_registry.errors import LockShapeError
-from lock_registry.kinds.conditional.condition import condition_scores
+from lock_registry.kinds.conditional.condition import condition_scores, window_mean
 from lock_registry.kinds.conditional.format import VETO_TENSOR, ConditionalFields
 from lock_registry.lock import MetaSafetyLock
 
@@ -41,6 +42,7 @@ class GateState:
     """What the hooks share during one generation (read it with :func:`gate_state`)."""
 
     last: torch.Tensor | None = None  # [batch] index of the last prompt token (prefill)
+    mask: torch.Tensor | None = None  # [batch, seq] the prefill's attention mask (None: all real)
     condition: torch.Tensor | None = None  # [batch] bool, set at the condition layer
     vetoed: torch.Tensor | None = None  # [batch] bool, set at the veto layer (a lock with a task veto)
     scores: torch.Tensor | None = None  # [batch] condition cosine of the last prefill
@@ -67,16 +69,17 @@ def _is_prefill(kwargs: dict) -> bool:
     return cache is None or cache.get_seq_length() == 0
 
 
-def _last_real_index(kwargs: dict, args: tuple) -> torch.Tensor:
+def _prefill_mask(kwargs: dict, args: tuple) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row's last real token index, and the 2-d attention mask where there is one."""
     tokens = kwargs.get("input_ids", args[0] if args else None)
     if tokens is None:
         tokens = kwargs["inputs_embeds"]
     batch, length = tokens.shape[0], tokens.shape[1]
     mask = kwargs.get("attention_mask")
     if mask is None or mask.dim() != 2 or mask.shape[1] != length:
-        return torch.full((batch,), length - 1, dtype=torch.long, device=tokens.device)
+        return torch.full((batch,), length - 1, dtype=torch.long, device=tokens.device), None
     flipped = torch.flip(mask.long(), dims=[1])
-    return length - 1 - torch.argmax(flipped, dim=1)
+    return length - 1 - torch.argmax(flipped, dim=1), mask
 
 
 def _displacements(lock: MetaSafetyLock, alpha: float, like: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -97,7 +100,7 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
     hidden = model.config.hidden_size
     if hidden != fields.hidden_size:
         raise LockShapeError(f"lock has hidden_size={fields.hidden_size}, the model has {hidden}")
-    threshold, position = fields.threshold, fields.position
+    threshold, position, window = fields.threshold, fields.position, fields.condition_window
     layers = decoder_layers(model)
     projections = attention_output_projections(model)
     param = next(model.parameters())
@@ -111,7 +114,7 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
     def on_stack(_module, args, kwargs):
         state.prefill = _is_prefill(kwargs)
         if state.prefill:
-            state.last = _last_real_index(kwargs, args)
+            state.last, state.mask = _prefill_mask(kwargs, args)
             state.condition = state.vetoed = None
 
     def last_token(output) -> torch.Tensor:
@@ -122,9 +125,10 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
     def on_condition(_module, _args, output):
         if not state.prefill:
             return
-        last = last_token(output)
-        state.scores = condition_scores(last, condition).cpu()
-        state.condition = (state.scores > threshold).to(last.device)
+        hidden_states = output[0] if isinstance(output, tuple) else output
+        reading = window_mean(hidden_states.float(), state.last, state.mask, window)
+        state.scores = condition_scores(reading, condition).cpu()
+        state.condition = (state.scores > threshold).to(reading.device)
 
     def on_veto(_module, _args, output):
         if state.prefill:

@@ -1,5 +1,6 @@
-"""The condition: cosine scores against the harmfulness direction, their AUC, and the
-threshold that best separates harmful from benign prompts."""
+"""The condition: the prompt's reading (the residual averaged over its last tokens), cosine
+scores against the harmfulness direction, their AUC, and the threshold that best separates
+harmful from benign prompts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,28 @@ def ranking_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
         raise LockError("AUC needs both harmful and benign prompts")
     diff = pos[:, None] - neg[None, :]
     return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def check_window(window: int) -> None:
+    """A condition window is a whole number of prompt tokens, at least 1."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise LockError(f"condition_window must be a whole number >= 1, got {window!r}")
+
+
+def window_mean(hidden: torch.Tensor, last: torch.Tensor, mask: torch.Tensor | None, window: int) -> torch.Tensor:
+    """[batch, hidden]: each row's residual averaged over its last ``window`` real tokens.
+
+    ``hidden`` is [batch, seq, hidden], ``last`` [batch] the index of each row's last real
+    token, ``mask`` [batch, seq] its attention mask (None: every position is real). Window 1
+    is the last token itself; a row with fewer real tokens averages the ones it has.
+    """
+    positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]
+    last = last.to(hidden.device)[:, None]
+    inside = (positions <= last) & (positions > last - window)
+    if mask is not None:
+        inside = inside & mask.to(hidden.device).bool()
+    total = torch.where(inside[..., None], hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
+    return total.sum(1) / inside.sum(1, keepdim=True).clamp(min=1).to(hidden.dtype)
 
 
 def condition_scores(residual: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from lock_registry.kinds.conditional.activations import (
 )
 from lock_registry.kinds.conditional.condition import (
     check_max_false_fire,
+    check_window,
     condition_scores,
     fit_threshold,
     ranking_auc,
@@ -55,6 +56,7 @@ class ConditionalRecipe:
     kind: ClassVar[str] = KIND
     num_heads: int = 16
     condition_layer: int | None = None
+    condition_window: int = 1
     position: PositionPolicy = "answer_start"
     calibration_size: int = 64
     max_false_fire: float | None = None
@@ -65,6 +67,7 @@ class ConditionalRecipe:
 
     def __post_init__(self) -> None:
         check_position(self.position)
+        check_window(self.condition_window)
 
     def options(self) -> dict[str, Any]:
         """The recipe as keyword arguments of :func:`create_conditional_lock`."""
@@ -161,6 +164,7 @@ def create_conditional_lock(
     base_model_id: str,
     num_heads: int = _DEFAULTS.num_heads,
     condition_layer: int | None = _DEFAULTS.condition_layer,
+    condition_window: int = _DEFAULTS.condition_window,
     position: PositionPolicy = _DEFAULTS.position,
     default_alpha: float = _DEFAULTS.default_alpha,
     calibration_size: int = _DEFAULTS.calibration_size,
@@ -174,10 +178,11 @@ def create_conditional_lock(
 ) -> MetaSafetyLock:
     """Take a conditional lock from an aligned base model and labelled prompts.
 
-    Condition direction: mean(harmful) - mean(benign) of the residual after each layer
-    at the last prompt token; the layer with the best held-out AUC is kept (earliest
-    among ties, at most the second-to-last layer). Behaviour: per head, mean(harmful) -
-    mean(benign) of its output at that token (the base's "about to refuse" state), unit
+    Condition direction: mean(harmful) - mean(benign) of the residual after each layer,
+    averaged over the last ``condition_window`` prompt tokens (1: the last one); the layer
+    with the best held-out AUC is kept (earliest among ties, at most the second-to-last
+    layer). Behaviour: per head, mean(harmful) - mean(benign) of its output at the last
+    prompt token (the base's "about to refuse" state), unit
     norm, sigma = std of projections; heads after the condition layer ranked by their
     causal effect on the refusal-vs-compliance first-token margin of benign prompts.
     ``calibration_size`` prompts are held out, carried in the lock, and used to set the
@@ -188,6 +193,7 @@ def create_conditional_lock(
     fine-tuned model follows it.
     """
     check_position(position)
+    check_window(condition_window)
     if num_heads < 1:
         raise LockError(f"num_heads must be at least 1, got {num_heads}")
     check_max_false_fire(max_false_fire)
@@ -213,14 +219,14 @@ def create_conditional_lock(
     say(f"reading activations of {len(prompts)} prompts")
     acts = prompt_activations(
         model, tokenizer, [p.text for p in prompts],
-        refusal_start=refusal_start, compliance_start=compliance_start,
+        refusal_start=refusal_start, compliance_start=compliance_start, window=condition_window,
     )
     harm_train, benign_train = train[labels[train]], train[~labels[train]]
 
     candidates = range(num_layers - 1) if condition_layer is None else [condition_layer]
     best: tuple[float, int, torch.Tensor] | None = None
     for layer in candidates:
-        res = acts.residual[:, layer]
+        res = acts.pooled[:, layer]
         direction = res[harm_train].mean(0) - res[benign_train].mean(0)
         direction = direction / direction.norm().clamp(min=1e-12)
         auc = round(ranking_auc(condition_scores(res[held], direction), labels[held]), 3)
@@ -244,7 +250,7 @@ def create_conditional_lock(
     chosen = torch.stack([order // heads_per_layer, order % heads_per_layer], dim=1)
 
     fit = fit_threshold(
-        condition_scores(acts.residual[held, cond_layer], cond_dir), labels[held], max_false_fire
+        condition_scores(acts.pooled[held, cond_layer], cond_dir), labels[held], max_false_fire
     )
     layers, heads = chosen[:, 0].contiguous(), chosen[:, 1].contiguous()
     return conditional_lock(
@@ -258,6 +264,7 @@ def create_conditional_lock(
         sigmas=sigmas[layers, heads],
         condition_layer=cond_layer,
         condition_direction=cond_dir,
+        condition_window=condition_window,
         threshold=fit.threshold,
         position=position,
         calibration=[prompts[i] for i in held.tolist()],

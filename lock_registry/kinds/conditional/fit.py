@@ -39,10 +39,10 @@ def calibrate_threshold(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> Th
     prompts = calibration_prompts(lock)
     if not prompts:
         raise LockError("the lock carries no calibration prompts")
-    acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
-    labels = torch.tensor([p.harmful for p in prompts])
     fields = ConditionalFields.of(lock)
-    scores = condition_scores(acts.residual[:, fields.condition_layer], lock.tensors["condition_direction"])
+    acts = prompt_activations(model, tokenizer, [p.text for p in prompts], window=fields.condition_window)
+    labels = torch.tensor([p.harmful for p in prompts])
+    scores = condition_scores(acts.pooled[:, fields.condition_layer], lock.tensors["condition_direction"])
     if not torch.isfinite(scores).all():
         raise LockError(
             f"the condition scores of the calibration prompts are not finite on this model "
@@ -149,18 +149,18 @@ class DirectionTransfer:
 
 def direction_transfer(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> DirectionTransfer:
     """Re-measure the lock's directions on ``model`` the way they were taken from the base
-    (mean over harmful minus mean over benign prompts, at the last prompt token), on the
-    labelled calibration prompts the lock carries (held out when the lock was taken), and
-    compare them with the lock's by cosine."""
+    (mean over harmful minus mean over benign prompts; the condition over its window, the
+    heads at the last prompt token), on the labelled calibration prompts the lock carries
+    (held out when the lock was taken), and compare them with the lock's by cosine."""
     if lock.manifest.kind != KIND:
         raise LockError(f"a {lock.manifest.kind!r} lock carries no labelled prompts to re-measure its directions on")
     prompts = calibration_prompts(lock)
     labels = torch.tensor([p.harmful for p in prompts])
     if labels.all() or not labels.any():
         raise LockError("the lock's calibration prompts need harmful and benign ones")
-    acts = prompt_activations(model, tokenizer, [p.text for p in prompts])
-    layer = ConditionalFields.of(lock).condition_layer
-    residual = acts.residual[:, layer]
+    fields = ConditionalFields.of(lock)
+    acts = prompt_activations(model, tokenizer, [p.text for p in prompts], window=fields.condition_window)
+    residual = acts.pooled[:, fields.condition_layer]
     condition = residual[labels].mean(0) - residual[~labels].mean(0)
     cosine = torch.nn.functional.cosine_similarity(condition, lock.tensors["condition_direction"], dim=0)
     heads = acts.heads[:, lock.tensors["layers"], lock.tensors["heads"]]  # [n, N, head_dim]

@@ -23,7 +23,7 @@ from pydantic import field_validator
 from lock_registry.architectures import HeadGeometry
 from lock_registry.errors import LockError, LockFormatError
 from lock_registry.kinds import KindFields
-from lock_registry.kinds.conditional.condition import check_max_false_fire
+from lock_registry.kinds.conditional.condition import check_max_false_fire, check_window
 from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafetyLock
 
 KIND = "conditional"
@@ -61,6 +61,7 @@ class ConditionalFields(KindFields):
     """The manifest fields of a conditional lock (validated on load)."""
 
     condition_layer: int  # decoder layer whose residual the condition reads
+    condition_window: int = 1  # ... averaged over the prompt's last this many tokens (1: the last)
     threshold: float  # the condition fires above this cosine
     max_false_fire: float | None = None  # threshold rule: None = best TPR - FPR; q = recall first
     position: PositionPolicy  # which positions are steered
@@ -80,6 +81,15 @@ class ConditionalFields(KindFields):
     def _known_position(cls, value: Any) -> Any:
         try:
             check_position(value)
+        except LockError as e:  # pydantic reports ValueErrors as the field's problem
+            raise ValueError(str(e)) from None
+        return value
+
+    @field_validator("condition_window")
+    @classmethod
+    def _a_window(cls, value: int) -> int:
+        try:
+            check_window(value)
         except LockError as e:  # pydantic reports ValueErrors as the field's problem
             raise ValueError(str(e)) from None
         return value

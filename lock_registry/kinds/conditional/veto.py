@@ -62,9 +62,9 @@ def fit_task_veto(
     harmful = [p.text for p in calibration_prompts(lock) if p.harmful]
     if not harmful:
         raise LockError("the lock carries no harmful calibration prompts")
-    residual = prompt_activations(model, tokenizer, [*harmful, *tasks]).residual
-    harm, task = residual[: len(harmful)], residual[len(harmful):]
-    cond = condition_scores(task[:, fields.condition_layer], lock.tensors["condition_direction"])
+    acts = prompt_activations(model, tokenizer, [*harmful, *tasks], window=fields.condition_window)
+    harm, task = acts.residual[: len(harmful)], acts.residual[len(harmful):]
+    cond = condition_scores(acts.pooled[len(harmful):, fields.condition_layer], lock.tensors["condition_direction"])
     fired = cond > fields.threshold
     counts = {"num_tasks": len(tasks), "num_harmful": len(harmful), "tasks_fired": int(fired.sum())}
     if not fired.any():
