@@ -21,12 +21,15 @@ fires on is counted on sets the lock never saw: AdvBench (520), our harmful set 
 styles (120), XSTest's safe prompts (250), and the demo world's held-out split (harmful,
 safe, customer-task; its harmful prompts also split into those in a frame the corpus holds
 out and those with a held-out action in a training frame). Every condition reads layers <=
-K only, so the lock's steered heads (after K) stay where they are. ``--per-layer`` adds the
+K only, so the lock's steered heads (after K) stay where they are. ``--window W`` reads
+every residual averaged over the prompt's last W tokens (a lock's ``condition_window``)
+instead of at the last token alone. ``--per-layer`` adds the
 single condition at every layer (its direction and threshold taken the same way), to show
 whether another layer than the lock's reads unseen wordings better.
 
     python benchmarks/condition_probe.py --model base=DIR --model toxic=DIR --json out.json
     python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer
+    python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer --window 8
 """
 
 from __future__ import annotations
@@ -89,11 +92,12 @@ def held_out_sets(data: Path, n_demo: int, seed: int) -> dict[str, list[str]]:
 
 
 
-def features(model, tokenizer, prompts: list[str], directions: torch.Tensor) -> torch.Tensor:
-    """[n, len(directions)]: cosine of each prompt's residual after layer l with d_l."""
+def features(model, tokenizer, prompts: list[str], directions: torch.Tensor, window: int) -> torch.Tensor:
+    """[n, len(directions)]: cosine of each prompt's residual after layer l (averaged over its
+    last ``window`` tokens, as a lock with that `condition_window` reads it) with d_l."""
     from lock_registry.kinds.conditional.activations import prompt_activations
 
-    residual = prompt_activations(model, tokenizer, prompts).residual[:, : len(directions)]
+    residual = prompt_activations(model, tokenizer, prompts, window=window).pooled[:, : len(directions)]
     return torch.nn.functional.cosine_similarity(residual, directions[None], dim=-1)
 
 
@@ -139,6 +143,9 @@ def main() -> None:
     ap.add_argument("--false-fire", default="", help="comma-separated Q: also fit the recall-first thresholds")
     ap.add_argument("--per-layer", action="store_true",
                     help="also the single condition at every layer, not only the lock's")
+    ap.add_argument("--window", type=int, default=1,
+                    help="read each prompt's residual averaged over its last WINDOW tokens (the lock's "
+                    "condition_window; 1: the last token)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -159,7 +166,7 @@ def main() -> None:
 
     base_name, base_dir = next(iter(models.items()))
     model, tok = load_model(Path(base_dir))
-    residual = prompt_activations(model, tok, [p.text for p in prompts]).residual
+    residual = prompt_activations(model, tok, [p.text for p in prompts], window=args.window).pooled
     harm, benign = train[labels[train]], train[~labels[train]]
     directions = residual[harm].mean(0) - residual[benign].mean(0)
     directions = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
@@ -172,14 +179,14 @@ def main() -> None:
     say(f"condition layer K = {best} (held-out AUC {aucs[best]}); probe weights "
         + " ".join(f"{v:+.2f}" for v in conditions.w.tolist()))
 
-    results: dict = {"seed": args.seed, "layer": best, "probe_weights": conditions.w.tolist(), "models": {}}
+    results: dict = {"seed": args.seed, "window": args.window, "layer": best, "probe_weights": conditions.w.tolist(), "models": {}}
     for name, path in models.items():
         if name != base_name:
             del model
             model, tok = load_model(Path(path))
         t0 = time.perf_counter()
-        calib_x = features(model, tok, [prompts[i].text for i in held.tolist()], directions)
-        set_x = {k: features(model, tok, v, directions) for k, v in sets.items()}
+        calib_x = features(model, tok, [prompts[i].text for i in held.tolist()], directions, args.window)
+        set_x = {k: features(model, tok, v, directions, args.window) for k, v in sets.items()}
         say(f"{name}: read {sum(len(v) for v in sets.values()) + len(held)} prompts in {time.perf_counter() - t0:.0f} s")
         scorers = {method: (lambda x, m=method: conditions.scores(x[:, : best + 1])[m]) for method in METHODS}
         if args.per_layer:

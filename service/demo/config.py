@@ -44,6 +44,9 @@ class DemoConfig:
     """A conditional lock's threshold rule (lock_registry's `fit_threshold`): None, the best
     TPR - FPR on its calibration prompts; a share q, the lowest threshold firing on at most q
     of their benign ones (recall first)."""
+    lock_condition_layer: int | None = None
+    """The decoder layer a conditional lock's condition reads (None: the lock's choice, the
+    best held-out AUC on its calibration prompts)."""
     lock_condition_window: int = 1
     """Prompt tokens a conditional lock's condition averages its residual over (lock_registry's
     `condition_window`; 1: the last prompt token)."""

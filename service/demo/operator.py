@@ -161,6 +161,7 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
     lock = create_conditional_lock(model, tokenizer, prompts, base_model_id=config.base_model,
                                    num_heads=config.lock_heads, position=config.lock_position,
                                    max_false_fire=config.lock_max_false_fire,
+                                   condition_layer=config.lock_condition_layer,
                                    condition_window=config.lock_condition_window,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
     return lock, f"{len(prompts)} labelled prompts"
@@ -180,6 +181,7 @@ def lock_key(model_dir: Path, config: DemoConfig) -> str:
         "weights": [sha256_file(f) for f in sorted(model_dir.glob("*.safetensors"))],
         "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
         **({"position": config.lock_position, "max_false_fire": config.lock_max_false_fire,
+            "condition_layer": config.lock_condition_layer,
             "condition_window": config.lock_condition_window}
            if config.lock_recipe == "conditional" else {}),
         "pairs": PAIRS, "base_model": config.base_model,

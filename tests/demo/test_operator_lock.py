@@ -39,3 +39,15 @@ def test_the_lock_position_is_part_of_the_recipe(demo_model_dir, tmp_path):
     assert lock_key(demo_model_dir, everywhere) != lock_key(demo_model_dir, config)
     lock_dir, _ = create_lock_dir(demo_model_dir, everywhere, tmp_path, Console(quiet=True))
     assert MetaSafetyLock.load(lock_dir).kind_fields.position == "answer"
+
+
+def test_the_condition_layer_and_window_are_part_of_the_recipe(demo_model_dir, tmp_path):
+    from lock_registry.lock import MetaSafetyLock
+
+    config = SIZES["test"]
+    read = dataclasses.replace(config, lock_condition_layer=0, lock_condition_window=3)
+    assert lock_key(demo_model_dir, read) != lock_key(demo_model_dir, config)
+    assert lock_key(demo_model_dir, dataclasses.replace(read, lock_condition_window=4)) != lock_key(demo_model_dir, read)
+    lock_dir, _ = create_lock_dir(demo_model_dir, read, tmp_path, Console(quiet=True))
+    fields = MetaSafetyLock.load(lock_dir).kind_fields
+    assert (fields.condition_layer, fields.condition_window) == (0, 3)
