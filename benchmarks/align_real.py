@@ -44,7 +44,8 @@ TARGETS = {"clean_refusal_min": 0.95, "over_refusal_max": 0.05, "utility_drop_ma
 
 
 def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line on stderr, stamped with the UTC time."""
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
 
 
 def load_sets(data: Path):

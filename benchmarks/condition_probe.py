@@ -47,13 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from align_real import load_sets
+from align_real import load_sets, say
 
 METHODS = ("single", "mean-z", "probe")
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
 
 
 def lock_prompts(seed: int, pairs: int):

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from align_real import say
 from reproduce_paper import (
     TARGET_CLEAN_REFUSAL,
     TARGET_HARMFUL,
@@ -84,10 +85,6 @@ ATTACKS = {
                     "lora_rank": 16, "lora_alpha": 32},
 }
 HARMFUL_ATTACKS = ("harmful-10", "harmful-50", "harmful-100")
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass
