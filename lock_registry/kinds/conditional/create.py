@@ -182,9 +182,9 @@ def create_conditional_lock(
     averaged over the last ``condition_window`` prompt tokens (1: the last one); the layer
     with the best held-out AUC is kept (earliest among ties, at most the second-to-last
     layer). Behaviour: per head, mean(harmful) - mean(benign) of its output at the last
-    prompt token (the base's "about to refuse" state), unit
-    norm, sigma = std of projections; heads after the condition layer ranked by their
-    causal effect on the refusal-vs-compliance first-token margin of benign prompts.
+    prompt token (the base's "about to refuse" state), unit norm, sigma = std of
+    projections; heads after the condition layer ranked by their causal effect on the
+    refusal-vs-compliance first-token margin of benign prompts.
     ``calibration_size`` prompts are held out, carried in the lock, and used to set the
     base threshold (so it must leave at least 4 prompts to take the lock from). The
     threshold maximises TPR - FPR on them, or with ``max_false_fire`` it is the lowest that
