@@ -23,9 +23,9 @@ safe, customer-task; its harmful prompts also split into those in a frame the co
 out and those with a held-out action in a training frame). Every condition reads layers <=
 K only, so the lock's steered heads (after K) stay where they are. ``--window W`` reads
 every residual averaged over the prompt's last W tokens (a lock's ``condition_window``)
-instead of at the last token alone. ``--per-layer`` adds the
-single condition at every layer (its direction and threshold taken the same way), to show
-whether another layer than the lock's reads unseen wordings better.
+instead of at the last token alone. ``--per-layer`` adds the single condition at every
+layer (its direction and threshold taken the same way), to show whether another layer
+than the lock's reads unseen wordings better.
 
     python benchmarks/condition_probe.py --model base=DIR --model toxic=DIR --json out.json
     python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer

@@ -7,16 +7,17 @@ Its prompts are drawn from the corpus's held-out split (`--draws` draws a kind, 
 dropped): harmful, safe-but-scary, plain benign and the customer's tickets.
 
 - **Threshold sweep** (one forward pass a prompt, read as the lock reads it: over its
-  `condition_window` last prompt tokens): the share of each kind the condition
-  fires on at the fitted threshold and at the thresholds where it first reads 90, 95, 99
-  and 100% of the harmful prompts the task veto lets through (the veto applied as the
+  `condition_window` last prompt tokens): the share of each kind the condition fires on
+  at the fitted threshold and at the thresholds where it first reads 90, 95, 99 and 100%
+  of the harmful prompts the task veto lets through (the veto applied as the
   lock applies it, so a vetoed harmful prompt never counts as read).
 - **Answer re-check** (`--answer-tokens K`, greedy decoding of K tokens without the lock,
   on the first `--n-recheck` prompts of each kind): the condition read again on the
   answer's first K - 1 tokens (the residual after the condition layer at each decoded
-  token alone, whatever the lock's window, against the same direction). A row fires when its prompt fires, or when the
-  largest answer score so far passes a threshold fitted on the answers to the lock's
-  calibration prompts by the lock's own rule (`fit_threshold`, as relock fits the prompt's).
+  token alone, whatever the lock's window, against the same direction). A row fires when
+  its prompt fires, or when the largest answer score so far passes a threshold fitted on
+  the answers to the lock's calibration prompts by the lock's own rule (`fit_threshold`,
+  as relock fits the prompt's).
   Shown per K' < K: whether reading the answer catches the harmful prompts the prompt's
   reading misses.
 
