@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -57,6 +57,16 @@ def labelled_from(harmful: Sequence[str], benign: Sequence[str]) -> list[Labelle
     return [LabelledPrompt(p, True) for p in harmful] + [LabelledPrompt(p, False) for p in benign]
 
 
+def _checked(check: Callable[[Any], None], value: Any) -> Any:
+    """``value`` once ``check`` passes; its LockError raised as a ValueError, which pydantic
+    reports as the field's problem."""
+    try:
+        check(value)
+    except LockError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
 class ConditionalFields(KindFields):
     """The manifest fields of a conditional lock (validated on load)."""
 
@@ -79,29 +89,17 @@ class ConditionalFields(KindFields):
     @field_validator("position", mode="before")
     @classmethod
     def _known_position(cls, value: Any) -> Any:
-        try:
-            check_position(value)
-        except LockError as e:  # pydantic reports ValueErrors as the field's problem
-            raise ValueError(str(e)) from None
-        return value
+        return _checked(check_position, value)
 
     @field_validator("condition_window")
     @classmethod
     def _a_window(cls, value: int) -> int:
-        try:
-            check_window(value)
-        except LockError as e:  # pydantic reports ValueErrors as the field's problem
-            raise ValueError(str(e)) from None
-        return value
+        return _checked(check_window, value)
 
     @field_validator("max_false_fire")
     @classmethod
     def _a_share(cls, value: float | None) -> float | None:
-        try:
-            check_max_false_fire(value)
-        except LockError as e:  # pydantic reports ValueErrors as the field's problem
-            raise ValueError(str(e)) from None
-        return value
+        return _checked(check_max_false_fire, value)
 
     @property
     def condition_threshold(self) -> float | None:
