@@ -100,8 +100,8 @@ def prompt_activations(
 
     def residual_hook(index: int):
         def hook(_module, _args, output):
-            hidden = (output[0] if isinstance(output, tuple) else output).float()
-            store.setdefault(f"r{index}", []).append(hidden[:, -1].cpu())
+            hidden = output[0] if isinstance(output, tuple) else output
+            store.setdefault(f"r{index}", []).append(hidden[:, -1].float().cpu())
             last = torch.full((hidden.shape[0],), hidden.shape[1] - 1)  # left padding
             pooled = window_mean(hidden, last, batch["mask"], window)
             store.setdefault(f"p{index}", []).append(pooled.cpu())

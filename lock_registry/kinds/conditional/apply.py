@@ -126,7 +126,7 @@ def apply_conditional(model: nn.Module, lock: MetaSafetyLock, alpha: float) -> l
         if not state.prefill:
             return
         hidden_states = output[0] if isinstance(output, tuple) else output
-        reading = window_mean(hidden_states.float(), state.last, state.mask, window)
+        reading = window_mean(hidden_states, state.last, state.mask, window)
         state.scores = condition_scores(reading, condition).cpu()
         state.condition = (state.scores > threshold).to(reading.device)
 

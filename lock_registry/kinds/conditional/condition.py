@@ -27,19 +27,22 @@ def check_window(window: int) -> None:
 
 
 def window_mean(hidden: torch.Tensor, last: torch.Tensor, mask: torch.Tensor | None, window: int) -> torch.Tensor:
-    """[batch, hidden]: each row's residual averaged over its last ``window`` real tokens.
+    """[batch, hidden] float32: each row's residual averaged over its last ``window`` real tokens.
 
     ``hidden`` is [batch, seq, hidden], ``last`` [batch] the index of each row's last real
     token, ``mask`` [batch, seq] its attention mask (None: every position is real). Window 1
-    is the last token itself; a row with fewer real tokens averages the ones it has.
+    is the last token itself; a row with fewer real tokens averages the ones it has. Only
+    the window's positions are gathered and cast, never the whole sequence.
     """
-    positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]
-    last = last.to(hidden.device)[:, None]
-    inside = (positions <= last) & (positions > last - window)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+    index = last.to(hidden.device)[:, None] - torch.arange(window, device=hidden.device)[None, :]
+    inside = index >= 0
+    index = index.clamp(min=0)
     if mask is not None:
-        inside = inside & mask.to(hidden.device).bool()
-    total = torch.where(inside[..., None], hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
-    return total.sum(1) / inside.sum(1, keepdim=True).clamp(min=1).to(hidden.dtype)
+        inside = inside & mask.to(hidden.device)[rows, index].bool()
+    taken = hidden[rows, index].float()  # [batch, window, hidden]
+    total = torch.where(inside[..., None], taken, torch.zeros((), device=hidden.device))
+    return total.sum(1) / inside.sum(1, keepdim=True).clamp(min=1)
 
 
 def condition_scores(residual: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
