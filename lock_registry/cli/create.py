@@ -69,6 +69,14 @@ def create(
             "this many tokens [default: 1, the last token]"
         ),
     ] = None,
+    condition_shrinkage: Annotated[
+        float | None,
+        typer.Option(
+            help="conditional: in (0, 1]; below 1 the condition direction is the shrinkage LDA "
+            "one (the mean difference through the shrunk within-class covariance) "
+            "[default: 1, the mean difference]"
+        ),
+    ] = None,
     position: Annotated[
         str | None,
         typer.Option(
@@ -100,7 +108,8 @@ def create(
 
     conditional_options = {
         "--benign": benign, "--condition-layer": condition_layer,
-        "--condition-window": condition_window, "--position": position,
+        "--condition-window": condition_window, "--condition-shrinkage": condition_shrinkage,
+        "--position": position,
         "--calibration-size": calibration_size, "--max-false-fire": max_false_fire,
     }  # fmt: skip
     try:
@@ -144,6 +153,7 @@ def create(
                 "num_heads": heads,
                 "condition_layer": condition_layer,
                 "condition_window": condition_window,
+                "condition_shrinkage": condition_shrinkage,
                 "position": position,
                 "calibration_size": calibration_size,
                 "max_false_fire": max_false_fire,

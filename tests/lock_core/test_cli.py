@@ -99,6 +99,7 @@ def test_create_conditional_then_show(app, chat_base, tmp_path, monkeypatch):
     out = tmp_path / "lock"
     extra = ["--benign", str(chat_base / "benign.json"), "--heads", "3", "--position", "answer"]
     extra += ["--calibration-size", "8", "--max-false-fire", "0.25", "--condition-window", "4"]
+    extra += ["--condition-shrinkage", "0.6"]
     extra += ["--base-model-id", "tiny/chat", "--publish"]
     result = runner.invoke(app, _conditional_args(chat_base, out, *extra))
     assert result.exit_code == 0, result.output
@@ -109,6 +110,7 @@ def test_create_conditional_then_show(app, chat_base, tmp_path, monkeypatch):
     assert manifest.kind == "conditional" and manifest.num_selected == 3
     assert manifest.position == "answer" and manifest.num_calibration == 8
     assert manifest.max_false_fire == 0.25 and manifest.condition_window == 4
+    assert manifest.condition_shrinkage == 0.6 and "condition_mean_difference" in lock.tensors
     assert manifest.default_alpha == 8.0  # the conditional preset's
     assert len(manifest.base_model.fingerprint) == 64 and manifest.base_model.id == "tiny/chat"
     carried = calibration_prompts(lock)
@@ -147,6 +149,7 @@ def test_create_conditional_then_show(app, chat_base, tmp_path, monkeypatch):
         (["--benign", "{benign}", "--calibration-size", "40"], "calibration_size must be in 4..28"),
         (["--benign", "{benign}", "--max-false-fire", "1"], "max_false_fire must lie in [0, 1), got 1.0"),
         (["--benign", "{benign}", "--condition-window", "0"], "condition_window must be a whole number >= 1, got 0"),
+        (["--benign", "{benign}", "--condition-shrinkage", "0"], "condition_shrinkage must lie in (0, 1], got 0.0"),
         (
             ["--benign", "{benign}", "--calibration-size", "8", "--condition-layer", "3"],
             "condition layer 3 not in [0, 2]",

@@ -9,8 +9,8 @@ same kind of per-head displacement, ``alpha * sigma_h * direction_h`` in head sl
 * for sequences whose *condition* fires: the cosine between the residual stream after
   decoder layer ``condition_layer``, averaged over the last ``condition_window`` prompt
   tokens (1: the last prompt token alone), and a harmfulness direction (mean harmful minus
-  mean benign prompt, read the same way, taken once from the aligned base) exceeds a
-  threshold; and
+  mean benign prompt, read the same way, or with ``condition_shrinkage`` below 1 the
+  shrinkage LDA direction; taken once from the aligned base) exceeds a threshold; and
 * at the positions the *position policy* names: ``answer_start`` (the last prompt token,
   whose output is the first answer token) or ``answer`` (that token and every generated
   token after it).
@@ -29,7 +29,7 @@ through hooks (``apply.py``).
 
 ``format.py`` (``ConditionalFields``, tensor check, calibration set, ``conditional_lock``),
 ``activations.py`` (reading the model at the last prompt token), ``condition.py``
-(scores, AUC, threshold), ``create.py`` (``ConditionalRecipe``,
+(the direction, scores, AUC, threshold), ``create.py`` (``ConditionalRecipe``,
 ``create_conditional_lock``), ``apply.py`` (the hooks), ``fit.py`` (threshold re-fit:
 the kind's fit, and ``alpha_curve``), ``veto.py`` (the task veto relock fits: the condition
 kept off the task's prompts on a fine-tuned model).

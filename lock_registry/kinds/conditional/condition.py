@@ -1,6 +1,6 @@
-"""The condition: the prompt's reading (the residual averaged over its last tokens), cosine
-scores against the harmfulness direction, their AUC, and the threshold that best separates
-harmful from benign prompts."""
+"""The condition: the prompt's reading (the residual averaged over its last tokens), the
+harmfulness direction estimated from labelled readings, cosine scores against it, their
+AUC, and the threshold that best separates harmful from benign prompts."""
 
 from __future__ import annotations
 
@@ -43,6 +43,32 @@ def window_mean(hidden: torch.Tensor, last: torch.Tensor, mask: torch.Tensor | N
     taken = hidden[rows, index].float()  # [batch, window, hidden]
     total = torch.where(inside[..., None], taken, torch.zeros((), device=hidden.device))
     return total.sum(1) / inside.sum(1, keepdim=True).clamp(min=1)
+
+
+def check_shrinkage(shrinkage: float) -> None:
+    """A condition shrinkage is a number in (0, 1] (1: the plain mean difference)."""
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, int | float) or not 0 < shrinkage <= 1:
+        raise LockError(f"condition_shrinkage must lie in (0, 1], got {shrinkage!r}")
+
+
+def condition_direction(harmful: torch.Tensor, benign: torch.Tensor, shrinkage: float = 1.0) -> torch.Tensor:
+    """Unit harmfulness direction from readings [n, hidden] of harmful and benign prompts.
+
+    Shrinkage 1 is the mean difference mean(harmful) - mean(benign). Below 1 it is the
+    shrinkage LDA direction: the mean difference through the inverse of the pooled
+    within-class covariance, shrunk toward its mean variance ((1 - s) S + s tr(S)/d I), so
+    directions along which prompts vary a lot whatever their harm (wording, topic) weigh
+    less. At s = 1 the two agree.
+    """
+    check_shrinkage(shrinkage)
+    difference = harmful.mean(0) - benign.mean(0)
+    if shrinkage < 1:
+        centred = torch.cat([harmful - harmful.mean(0), benign - benign.mean(0)]).double()
+        within = centred.T @ centred / len(centred)
+        scale = within.diagonal().mean()
+        shrunk = (1 - shrinkage) * within + shrinkage * scale * torch.eye(len(within), dtype=within.dtype)
+        difference = torch.linalg.solve(shrunk, difference.double()).float()
+    return difference / difference.norm().clamp(min=1e-12)
 
 
 def condition_scores(residual: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

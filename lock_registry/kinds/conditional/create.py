@@ -28,7 +28,9 @@ from lock_registry.kinds.conditional.activations import (
 )
 from lock_registry.kinds.conditional.condition import (
     check_max_false_fire,
+    check_shrinkage,
     check_window,
+    condition_direction,
     condition_scores,
     fit_threshold,
     ranking_auc,
@@ -57,6 +59,7 @@ class ConditionalRecipe:
     num_heads: int = 16
     condition_layer: int | None = None
     condition_window: int = 1
+    condition_shrinkage: float = 1.0
     position: PositionPolicy = "answer_start"
     calibration_size: int = 64
     max_false_fire: float | None = None
@@ -68,6 +71,7 @@ class ConditionalRecipe:
     def __post_init__(self) -> None:
         check_position(self.position)
         check_window(self.condition_window)
+        check_shrinkage(self.condition_shrinkage)
 
     def options(self) -> dict[str, Any]:
         """The recipe as keyword arguments of :func:`create_conditional_lock`."""
@@ -165,6 +169,7 @@ def create_conditional_lock(
     num_heads: int = _DEFAULTS.num_heads,
     condition_layer: int | None = _DEFAULTS.condition_layer,
     condition_window: int = _DEFAULTS.condition_window,
+    condition_shrinkage: float = _DEFAULTS.condition_shrinkage,
     position: PositionPolicy = _DEFAULTS.position,
     default_alpha: float = _DEFAULTS.default_alpha,
     calibration_size: int = _DEFAULTS.calibration_size,
@@ -179,9 +184,11 @@ def create_conditional_lock(
     """Take a conditional lock from an aligned base model and labelled prompts.
 
     Condition direction: mean(harmful) - mean(benign) of the residual after each layer,
-    averaged over the last ``condition_window`` prompt tokens (1: the last one); the layer
-    with the best held-out AUC is kept (earliest among ties, at most the second-to-last
-    layer). Behaviour: per head, mean(harmful) - mean(benign) of its output at the last
+    averaged over the last ``condition_window`` prompt tokens (1: the last one), or with
+    ``condition_shrinkage`` below 1 the shrinkage LDA direction (``condition_direction``;
+    the lock then also carries the mean difference, which transfer checks re-measure); the
+    layer with the best held-out AUC is kept (earliest among ties, at most the
+    second-to-last layer). Behaviour: per head, mean(harmful) - mean(benign) of its output at the last
     prompt token (the base's "about to refuse" state), unit norm, sigma = std of
     projections; heads after the condition layer ranked by their causal effect on the
     refusal-vs-compliance first-token margin of benign prompts.
@@ -194,6 +201,7 @@ def create_conditional_lock(
     """
     check_position(position)
     check_window(condition_window)
+    check_shrinkage(condition_shrinkage)
     if num_heads < 1:
         raise LockError(f"num_heads must be at least 1, got {num_heads}")
     check_max_false_fire(max_false_fire)
@@ -227,8 +235,7 @@ def create_conditional_lock(
     best: tuple[float, int, torch.Tensor] | None = None
     for layer in candidates:
         res = acts.pooled[:, layer]
-        direction = res[harm_train].mean(0) - res[benign_train].mean(0)
-        direction = direction / direction.norm().clamp(min=1e-12)
+        direction = condition_direction(res[harm_train], res[benign_train], condition_shrinkage)
         auc = round(ranking_auc(condition_scores(res[held], direction), labels[held]), 3)
         if best is None or auc > best[0]:
             best = (auc, layer, direction)
@@ -253,6 +260,8 @@ def create_conditional_lock(
         condition_scores(acts.pooled[held, cond_layer], cond_dir), labels[held], max_false_fire
     )
     layers, heads = chosen[:, 0].contiguous(), chosen[:, 1].contiguous()
+    reading = acts.pooled[:, cond_layer]
+    mean_difference = condition_direction(reading[harm_train], reading[benign_train])
     return conditional_lock(
         base_model=BaseModelRef(id=base_model_id, fingerprint=base_fingerprint),
         architecture=model_type(model),
@@ -265,6 +274,8 @@ def create_conditional_lock(
         condition_layer=cond_layer,
         condition_direction=cond_dir,
         condition_window=condition_window,
+        condition_shrinkage=float(condition_shrinkage),
+        condition_mean_difference=mean_difference if condition_shrinkage < 1 else None,
         threshold=fit.threshold,
         position=position,
         calibration=[prompts[i] for i in held.tolist()],

@@ -21,9 +21,15 @@ from lock_registry.kinds.conditional.activations import (
     format_prompts,
     prompt_activations,
 )
-from lock_registry.kinds.conditional.condition import ThresholdFit, condition_scores, fit_threshold
+from lock_registry.kinds.conditional.condition import (
+    ThresholdFit,
+    condition_direction,
+    condition_scores,
+    fit_threshold,
+)
 from lock_registry.kinds.conditional.format import (
     KIND,
+    MEAN_DIFFERENCE_TENSOR,
     ConditionalFields,
     calibration_prompts,
     with_threshold,
@@ -143,15 +149,17 @@ class DirectionTransfer:
     """The lock's directions re-measured on a model from the calibration prompts it carries,
     each compared with the lock's own by cosine (1: the model still reads as the base did)."""
 
-    condition_cosine: float  # the harmful-minus-benign residual direction at the condition layer
+    condition_cosine: float  # the harmful-minus-benign residual mean difference at the condition layer
     head_cosines: list[float]  # per steered head, in the lock's order: its harmful-minus-benign output shift
 
 
 def direction_transfer(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> DirectionTransfer:
-    """Re-measure the lock's directions on ``model`` the way they were taken from the base
-    (mean over harmful minus mean over benign prompts; the condition over its window, the
-    heads at the last prompt token), on the labelled calibration prompts the lock carries
-    (held out when the lock was taken), and compare them with the lock's by cosine."""
+    """Re-measure the lock's directions on ``model`` (mean over harmful minus mean over benign
+    prompts; the condition over its window, the heads at the last prompt token), on the
+    labelled calibration prompts the lock carries (held out when the lock was taken), and
+    compare them with the lock's by cosine. A condition taken by shrinkage LDA is compared
+    through the mean difference the lock carries beside it: an LDA direction re-estimated
+    from a few dozen prompts is mostly noise, a mean difference is not."""
     if lock.manifest.kind != KIND:
         raise LockError(f"a {lock.manifest.kind!r} lock carries no labelled prompts to re-measure its directions on")
     prompts = calibration_prompts(lock)
@@ -161,8 +169,9 @@ def direction_transfer(model: nn.Module, tokenizer, lock: MetaSafetyLock) -> Dir
     fields = ConditionalFields.of(lock)
     acts = prompt_activations(model, tokenizer, [p.text for p in prompts], window=fields.condition_window)
     residual = acts.pooled[:, fields.condition_layer]
-    condition = residual[labels].mean(0) - residual[~labels].mean(0)
-    cosine = torch.nn.functional.cosine_similarity(condition, lock.tensors["condition_direction"], dim=0)
+    condition = condition_direction(residual[labels], residual[~labels])
+    reference = lock.tensors.get(MEAN_DIFFERENCE_TENSOR, lock.tensors["condition_direction"])
+    cosine = torch.nn.functional.cosine_similarity(condition, reference, dim=0)
     heads = acts.heads[:, lock.tensors["layers"], lock.tensors["heads"]]  # [n, N, head_dim]
     shifts = heads[labels].mean(0) - heads[~labels].mean(0)
     head_cosines = torch.nn.functional.cosine_similarity(shifts, lock.tensors["directions"], dim=-1)

@@ -4,9 +4,11 @@ Tensors (all covered by the manifest's sha256): ``layers`` and ``heads`` (int64 
 behaviour heads, all after the condition layer), ``directions`` (float32 [N, head_dim])
 and ``sigmas`` (float32 [N]) as in the head_bias kind, ``condition_direction`` (float32
 [hidden_size]: the harmfulness direction) and ``calibration`` (uint8: the labelled
-calibration prompts as UTF-8 JSON); a lock fitted to a fine-tuned model may also carry
-``veto_direction`` (float32 [hidden_size]: its task veto, ``veto.py``). Manifest fields:
-``ConditionalFields``.
+calibration prompts as UTF-8 JSON); a lock whose ``condition_shrinkage`` is below 1 also
+carries ``condition_mean_difference`` (float32 [hidden_size]: the base's unit mean
+difference at the condition layer, what transfer checks re-measure), and a lock fitted to
+a fine-tuned model may carry ``veto_direction`` (float32 [hidden_size]: its task veto,
+``veto.py``). Manifest fields: ``ConditionalFields``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from pydantic import field_validator
 from lock_registry.architectures import HeadGeometry
 from lock_registry.errors import LockError, LockFormatError
 from lock_registry.kinds import KindFields
-from lock_registry.kinds.conditional.condition import check_max_false_fire, check_window
+from lock_registry.kinds.conditional.condition import (
+    check_max_false_fire,
+    check_shrinkage,
+    check_window,
+)
 from lock_registry.lock import BaseModelRef, HeadEntry, LockManifest, MetaSafetyLock
 
 KIND = "conditional"
@@ -31,6 +37,7 @@ PositionPolicy = Literal["answer_start", "answer"]
 POSITION_POLICIES: tuple[str, ...] = ("answer_start", "answer")
 TENSOR_NAMES = {"layers", "heads", "directions", "sigmas", "condition_direction", "calibration"}
 VETO_TENSOR = "veto_direction"  # optional: present exactly when the manifest has a veto_layer
+MEAN_DIFFERENCE_TENSOR = "condition_mean_difference"  # present exactly when condition_shrinkage < 1
 
 
 def check_position(position: Any) -> None:
@@ -72,6 +79,7 @@ class ConditionalFields(KindFields):
 
     condition_layer: int  # decoder layer whose residual the condition reads
     condition_window: int = 1  # ... averaged over the prompt's last this many tokens (1: the last)
+    condition_shrinkage: float = 1.0  # direction estimator: 1 = mean difference, < 1 = shrinkage LDA
     threshold: float  # the condition fires above this cosine
     max_false_fire: float | None = None  # threshold rule: None = best TPR - FPR; q = recall first
     position: PositionPolicy  # which positions are steered
@@ -95,6 +103,11 @@ class ConditionalFields(KindFields):
     @classmethod
     def _a_window(cls, value: int) -> int:
         return _checked(check_window, value)
+
+    @field_validator("condition_shrinkage", mode="before")
+    @classmethod
+    def _a_shrinkage(cls, value: Any) -> Any:
+        return _checked(check_shrinkage, value)
 
     @field_validator("max_false_fire")
     @classmethod
@@ -159,11 +172,13 @@ def check_conditional(
     manifest: LockManifest, fields: ConditionalFields, tensors: Mapping[str, torch.Tensor]
 ) -> None:
     vetoed = fields.veto_layer is not None
-    expected = TENSOR_NAMES | ({VETO_TENSOR} if vetoed else set())
+    shrunk = fields.condition_shrinkage < 1
+    expected = TENSOR_NAMES | ({VETO_TENSOR} if vetoed else set()) | ({MEAN_DIFFERENCE_TENSOR} if shrunk else set())
     if set(tensors) != expected:
         raise LockFormatError(
-            f"conditional lock {'with' if vetoed else 'without'} a veto_layer needs tensors "
-            f"{sorted(expected)}, got {sorted(tensors)}"
+            f"conditional lock {'with' if vetoed else 'without'} a veto_layer"
+            f"{f' and with condition_shrinkage {fields.condition_shrinkage}' if shrunk else ''} "
+            f"needs tensors {sorted(expected)}, got {sorted(tensors)}"
         )
     if vetoed != (fields.veto_threshold is not None):
         raise LockFormatError("veto_layer and veto_threshold come together")
@@ -177,6 +192,7 @@ def check_conditional(
         "sigmas": ((n,), torch.float32),
         "condition_direction": ((fields.hidden_size,), torch.float32),
         **({VETO_TENSOR: ((fields.hidden_size,), torch.float32)} if vetoed else {}),
+        **({MEAN_DIFFERENCE_TENSOR: ((fields.hidden_size,), torch.float32)} if shrunk else {}),
     }
     for name, (shape, dtype) in shapes.items():
         tensor = tensors[name]
@@ -204,6 +220,7 @@ def check_conditional(
             )
     finite = [tensors[k] for k in ("directions", "sigmas", "condition_direction")]
     finite += [tensors[VETO_TENSOR]] if vetoed else []
+    finite += [tensors[MEAN_DIFFERENCE_TENSOR]] if shrunk else []
     if not all(torch.isfinite(t).all() for t in finite) or (tensors["sigmas"] < 0).any():
         raise LockFormatError("directions, sigmas and the condition must be finite, sigmas >= 0")
     if tensors["calibration"].dtype != torch.uint8:
@@ -229,10 +246,12 @@ def conditional_lock(
     default_alpha: float,
     creator: str = "",
     parent: str | None = None,
+    condition_mean_difference: torch.Tensor | None = None,
     **extra: Any,
 ) -> MetaSafetyLock:
     """Build a conditional lock from its parts (``extra``: further manifest fields, e.g.
-    ``condition_auc``, in the order they are to appear); stamps the sha256."""
+    ``condition_auc``, in the order they are to appear; ``condition_mean_difference`` is
+    needed exactly when ``condition_shrinkage`` is below 1); stamps the sha256."""
     manifest = LockManifest(
         kind=KIND,
         base_model=base_model,
@@ -265,6 +284,8 @@ def conditional_lock(
             "sigmas": sigmas.float().contiguous(),
             "condition_direction": condition_direction.float().contiguous(),
             "calibration": encode_calibration(calibration),
+            **({} if condition_mean_difference is None
+               else {MEAN_DIFFERENCE_TENSOR: condition_mean_difference.float().contiguous()}),
         },
     )
     lock.to_files()  # stamps the sha256
