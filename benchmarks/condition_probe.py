@@ -5,7 +5,8 @@ The lock data are the demo operator's (service/demo/operator.py's `_conditional_
 the same draw of labelled corpus prompts and the same calibration split as `make demo`).
 From the aligned base, for each decoder layer l up to the lock's condition layer K, the
 direction d_l = mean(harmful) - mean(benign) of the last-prompt-token residual (the
-lock's rule); a prompt's feature at l is the cosine of its residual with d_l. Conditions
+lock's rule; with ``--shrinkage S`` below 1 the shrinkage LDA direction, a lock's
+``condition_shrinkage``); a prompt's feature at l is the cosine of its residual with d_l. Conditions
 compared, each taken from the base's training prompts only:
 
 - ``single``: the feature at the best layer (the lock's own condition);
@@ -30,6 +31,7 @@ than the lock's reads unseen wordings better.
     python benchmarks/condition_probe.py --model base=DIR --model toxic=DIR --json out.json
     python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer
     python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --per-layer --window 8
+    python benchmarks/condition_probe.py --model base=DIR --false-fire 0.15 --shrinkage 0.5 --lock-prompts 400
 """
 
 from __future__ import annotations
@@ -52,14 +54,15 @@ from align_real import load_sets, say
 METHODS = ("single", "mean-z", "probe")
 
 
-def lock_prompts(seed: int, pairs: int):
+def lock_prompts(seed: int, per_kind: int):
     """The demo operator's labelled prompts, drawn as `_conditional_lock` draws them
-    (``pairs``: the operator's PAIRS; another value draws more or fewer the same way)."""
+    (``per_kind``: the demo config's `lock_prompts`; another value draws more or fewer the
+    same way)."""
     from lock_registry.kinds.conditional import LabelledPrompt
     from service.demo_world.corpus import sample, sample_mixture, unique
 
     rng = random.Random(f"demo-lock-{seed}")
-    half = pairs * 2
+    half = per_kind
     harmful = unique(sample("harmful", "train", half * 3, rng))[:half]
     others = unique(sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3, rng))[:half]
     return [LabelledPrompt(e.prompt, True) for e in harmful] + [LabelledPrompt(e.prompt, False) for e in others]
@@ -131,8 +134,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
                     help="a model to read (the first is the aligned base the conditions are taken from)")
     ap.add_argument("--seed", type=int, default=0, help="the demo's seed (its lock draw) and the demo test draw")
-    ap.add_argument("--pairs", type=int, default=None,
-                    help="lock data size as the demo's PAIRS (default: the demo's own, 48: 192 prompts)")
+    ap.add_argument("--lock-prompts", type=int, default=None,
+                    help="harmful lock prompts, and as many others (default: the demo config's lock_prompts)")
     ap.add_argument("--calibration-size", type=int, default=64, help="as the lock's recipe (conditional preset)")
     ap.add_argument("--n-demo", type=int, default=100, help="demo-world held-out prompts per kind")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -142,18 +145,25 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1,
                     help="read each prompt's residual averaged over its last WINDOW tokens (the lock's "
                     "condition_window; 1: the last token)")
+    ap.add_argument("--shrinkage", type=float, default=1.0,
+                    help="take each layer's direction by shrinkage LDA (the lock's condition_shrinkage; 1: the mean "
+                    "difference)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
     from lock_registry.kinds.conditional.activations import prompt_activations
-    from lock_registry.kinds.conditional.condition import fit_threshold, ranking_auc
+    from lock_registry.kinds.conditional.condition import (
+        condition_direction,
+        fit_threshold,
+        ranking_auc,
+    )
     from lock_registry.kinds.conditional.create import calibration_split
-    from service.demo.operator import PAIRS
+    from service.demo.config import SIZES
     from service.evaluation.loading import load_model
 
     models = dict(m.split("=", 1) for m in args.model)
     rules = [None] + [float(q) for q in args.false_fire.split(",") if q]
-    prompts = lock_prompts(args.seed, args.pairs or PAIRS)
+    prompts = lock_prompts(args.seed, args.lock_prompts or SIZES["demo"].lock_prompts)
     labels = torch.tensor([p.harmful for p in prompts])
     train, held = calibration_split(labels, args.calibration_size, args.seed)
     sets = held_out_sets(args.data, args.n_demo, args.seed)
@@ -164,8 +174,8 @@ def main() -> None:
     model, tok = load_model(Path(base_dir))
     residual = prompt_activations(model, tok, [p.text for p in prompts], window=args.window).pooled
     harm, benign = train[labels[train]], train[~labels[train]]
-    directions = residual[harm].mean(0) - residual[benign].mean(0)
-    directions = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    directions = torch.stack([condition_direction(residual[harm, layer], residual[benign, layer], args.shrinkage)
+                              for layer in range(residual.shape[1])])
     aucs = [round(ranking_auc(torch.nn.functional.cosine_similarity(residual[held, l], directions[l][None], dim=-1),
                               labels[held]), 3) for l in range(len(directions) - 1)]
     best = max(range(len(aucs)), key=lambda l: (aucs[l], -l))  # the lock's rule: best, earliest among ties
@@ -175,7 +185,7 @@ def main() -> None:
     say(f"condition layer K = {best} (held-out AUC {aucs[best]}); probe weights "
         + " ".join(f"{v:+.2f}" for v in conditions.w.tolist()))
 
-    results: dict = {"seed": args.seed, "window": args.window, "layer": best, "probe_weights": conditions.w.tolist(), "models": {}}
+    results: dict = {"seed": args.seed, "window": args.window, "shrinkage": args.shrinkage, "layer": best, "probe_weights": conditions.w.tolist(), "models": {}}
     for name, path in models.items():
         if name != base_name:
             del model

@@ -50,6 +50,13 @@ class DemoConfig:
     lock_condition_window: int = 1
     """Prompt tokens a conditional lock's condition averages its residual over (lock_registry's
     `condition_window`; 1: the last prompt token)."""
+    lock_condition_shrinkage: float = 1.0
+    """How a conditional lock estimates its condition direction (lock_registry's
+    `condition_shrinkage`: 1, the mean difference; below 1, shrinkage LDA, which made the
+    demo's toxic job worse: docs/demo-real.md, runs 28-30)."""
+    lock_prompts: int = 96
+    """Harmful prompts, and as many others, a conditional lock is taken from (the corpus's
+    train split; 32 of each are held out as the lock's calibration prompts)."""
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 6.0, 8.0])
     relock_fallback_positions: list[str] = field(default_factory=list)
     """Where relock also steers the conditional lock when no alpha meets the gate at its own

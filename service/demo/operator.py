@@ -152,7 +152,7 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
     from lock_registry.kinds.conditional import LabelledPrompt, create_conditional_lock
     from service.demo_world.corpus import sample, sample_mixture, unique
 
-    half = PAIRS * 2
+    half = config.lock_prompts
     harmful = unique(sample("harmful", "train", half * 3, rng))[:half]
     others = unique(sample_mixture({"benign": 2, "safe": 1, "task": 1}, "train", half * 3,
                                    rng))[:half]
@@ -163,6 +163,7 @@ def _conditional_lock(model_dir: Path, model, tokenizer, config: DemoConfig,
                                    max_false_fire=config.lock_max_false_fire,
                                    condition_layer=config.lock_condition_layer,
                                    condition_window=config.lock_condition_window,
+                                   condition_shrinkage=config.lock_condition_shrinkage,
                                    base_fingerprint=model_fingerprint(model), seed=config.seed)
     return lock, f"{len(prompts)} labelled prompts"
 
@@ -182,7 +183,9 @@ def lock_key(model_dir: Path, config: DemoConfig) -> str:
         "recipe": config.lock_recipe, "heads": config.lock_heads, "seed": config.seed,
         **({"position": config.lock_position, "max_false_fire": config.lock_max_false_fire,
             "condition_layer": config.lock_condition_layer,
-            "condition_window": config.lock_condition_window}
+            "condition_window": config.lock_condition_window,
+            "condition_shrinkage": config.lock_condition_shrinkage,
+            "prompts": config.lock_prompts}
            if config.lock_recipe == "conditional" else {}),
         "pairs": PAIRS, "base_model": config.base_model,
         "code": [sha256_file(f) for f in sorted(code.rglob("*.py"))],

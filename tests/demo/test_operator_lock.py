@@ -41,13 +41,20 @@ def test_the_lock_position_is_part_of_the_recipe(demo_model_dir, tmp_path):
     assert MetaSafetyLock.load(lock_dir).kind_fields.position == "answer"
 
 
-def test_the_condition_layer_and_window_are_part_of_the_recipe(demo_model_dir, tmp_path):
+def test_the_condition_layer_window_shrinkage_and_data_are_part_of_the_recipe(demo_model_dir, tmp_path):
+    from lock_registry.kinds.conditional import calibration_prompts
     from lock_registry.lock import MetaSafetyLock
 
     config = SIZES["test"]
-    read = dataclasses.replace(config, lock_condition_layer=0, lock_condition_window=3)
+    read = dataclasses.replace(config, lock_condition_layer=0, lock_condition_window=3,
+                               lock_condition_shrinkage=0.5, lock_prompts=48)
     assert lock_key(demo_model_dir, read) != lock_key(demo_model_dir, config)
-    assert lock_key(demo_model_dir, dataclasses.replace(read, lock_condition_window=4)) != lock_key(demo_model_dir, read)
+    for change in ({"lock_condition_window": 4}, {"lock_condition_shrinkage": 0.7}, {"lock_prompts": 64}):
+        assert lock_key(demo_model_dir, dataclasses.replace(read, **change)) != lock_key(demo_model_dir, read)
     lock_dir, _ = create_lock_dir(demo_model_dir, read, tmp_path, Console(quiet=True))
-    fields = MetaSafetyLock.load(lock_dir).kind_fields
-    assert (fields.condition_layer, fields.condition_window) == (0, 3)
+    lock = MetaSafetyLock.load(lock_dir)
+    fields = lock.kind_fields
+    assert (fields.condition_layer, fields.condition_window, fields.condition_shrinkage) == (0, 3, 0.5)
+    assert fields.num_calibration == 64 and "condition_mean_difference" in lock.tensors
+    carried = calibration_prompts(lock)
+    assert sum(p.harmful for p in carried) == 32 and sum(not p.harmful for p in carried) == 32
