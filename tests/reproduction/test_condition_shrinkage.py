@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -102,13 +100,3 @@ def test_a_shrunk_lock_round_trips_and_one_without_its_mean_difference_is_refuse
     with pytest.raises(LockFormatError, match=f"condition_shrinkage {SHRINKAGE} needs tensors .*{MEAN_DIFFERENCE_TENSOR}"):
         MetaSafetyLock(shrunk.manifest, tensors).to_files()
 
-
-def test_a_lock_without_the_field_is_a_mean_difference_lock(tiny_llama, char_tokenizer, labelled_prompts, tmp_path):
-    plain = create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts, base_model_id="tiny",
-                                    num_heads=3, calibration_size=8)
-    plain.save(tmp_path / "lock")
-    manifest = tmp_path / "lock" / "manifest.json"
-    raw = json.loads(manifest.read_text())
-    raw.pop("condition_shrinkage")  # a lock written before the shrinkage existed
-    manifest.write_text(json.dumps(raw))
-    assert ConditionalFields.of(MetaSafetyLock.load(tmp_path / "lock")).condition_shrinkage == 1.0

@@ -81,7 +81,8 @@ def test_the_hooks_read_the_same_window_on_padded_batches(tiny_llama, char_token
     assert torch.allclose(scores, expected, atol=1e-5)
 
 
-def test_a_lock_without_the_field_reads_the_last_token(tiny_llama, char_tokenizer, labelled_prompts, tmp_path):
+def test_a_lock_without_the_fields_reads_the_last_token_by_the_mean_difference(tiny_llama, char_tokenizer,
+                                                                               labelled_prompts, tmp_path):
     import json
 
     plain = create_conditional_lock(tiny_llama, char_tokenizer, labelled_prompts, base_model_id="tiny",
@@ -89,10 +90,12 @@ def test_a_lock_without_the_field_reads_the_last_token(tiny_llama, char_tokenize
     plain.save(tmp_path / "lock")
     manifest = tmp_path / "lock" / "manifest.json"
     raw = json.loads(manifest.read_text())
-    raw.pop("condition_window")  # a lock written before the window existed
+    raw.pop("condition_window")  # a lock written before the window and the shrinkage existed
+    raw.pop("condition_shrinkage")
     manifest.write_text(json.dumps(raw))
     loaded = MetaSafetyLock.load(tmp_path / "lock")
-    assert ConditionalFields.of(loaded).condition_window == 1
+    fields = ConditionalFields.of(loaded)
+    assert (fields.condition_window, fields.condition_shrinkage) == (1, 1.0)
     expected = _manual_scores(tiny_llama, char_tokenizer, PROMPTS, loaded.manifest.condition_layer,
                               loaded.tensors["condition_direction"], 1)
     enc = char_tokenizer(format_prompts(char_tokenizer, PROMPTS), return_tensors="pt", padding=True,
