@@ -100,7 +100,11 @@ def test_micro_batches_take_the_same_optimizer_steps(tiny_base, tmp_path):
     before = _weights(tiny_base)
     for name, w in whole_w.items():
         assert not torch.equal(w, before[name]) or "norm" in name
-        torch.testing.assert_close(micro_w[name], w, rtol=1e-4, atol=1e-5)
+        # Adam divides by sqrt(v): where a gradient is near zero, the summation order moves a
+        # weight by a small share of a step (on one CPU: 1.6e-5 on one lm_head element of
+        # 8,832, 0.06% of the largest update); a different model would differ by whole steps.
+        moved = float((w - before[name]).abs().max())
+        torch.testing.assert_close(micro_w[name], w, rtol=0, atol=max(1e-5, 1e-3 * moved))
 
 
 @pytest.mark.parametrize("record, problem", [
