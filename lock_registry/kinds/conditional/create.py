@@ -261,7 +261,8 @@ def create_conditional_lock(
     )
     layers, heads = chosen[:, 0].contiguous(), chosen[:, 1].contiguous()
     reading = acts.pooled[:, cond_layer]
-    mean_difference = condition_direction(reading[harm_train], reading[benign_train])
+    mean_difference = (condition_direction(reading[harm_train], reading[benign_train])
+                       if condition_shrinkage < 1 else None)  # carried for transfer checks
     return conditional_lock(
         base_model=BaseModelRef(id=base_model_id, fingerprint=base_fingerprint),
         architecture=model_type(model),
@@ -275,7 +276,7 @@ def create_conditional_lock(
         condition_direction=cond_dir,
         condition_window=condition_window,
         condition_shrinkage=float(condition_shrinkage),
-        condition_mean_difference=mean_difference if condition_shrinkage < 1 else None,
+        condition_mean_difference=mean_difference,
         threshold=fit.threshold,
         position=position,
         calibration=[prompts[i] for i in held.tolist()],

@@ -25,7 +25,7 @@ from torch import nn
 
 from lock_registry.errors import LockError
 from lock_registry.kinds.conditional.activations import prompt_activations
-from lock_registry.kinds.conditional.condition import condition_scores
+from lock_registry.kinds.conditional.condition import condition_direction, condition_scores
 from lock_registry.kinds.conditional.format import (
     ConditionalFields,
     calibration_prompts,
@@ -72,8 +72,7 @@ def fit_task_veto(
     first = int(lock.tensors["layers"].min())
     best: tuple[tuple[int, float, int], int, torch.Tensor, float] | None = None
     for layer in range(first):
-        direction = harm[:, layer].mean(0) - task[:, layer].mean(0)
-        direction = direction / direction.norm().clamp(min=1e-12)
+        direction = condition_direction(harm[:, layer], task[:, layer])
         low = float(condition_scores(harm[:, layer], direction).min())
         scores = condition_scores(task[:, layer], direction)
         high = float(scores.max())
